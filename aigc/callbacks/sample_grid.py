@@ -1,0 +1,41 @@
+"""A grid of images from fixed seeds after every N training epochs, saved as PNG and logged with its step."""
+
+import math
+from pathlib import Path
+
+from lightning import Callback
+from PIL import Image
+from torchvision.utils import make_grid
+
+from aigc.metrics.images import to_uint8
+
+
+class SampleGrid(Callback):
+    """Needs ``pl_module.sample(num_samples, seed)`` returning images in [-1, 1].
+
+    The grid's step is that of the epoch's last loss point, so it lines up with
+    the loss curves. Loggers that have ``log_image(key,
+    images, step)`` (ours, Lightning's WandbLogger) receive the grid; the PNG is
+    also written under the run's output directory.
+    """
+
+    def __init__(self, num_samples: int = 64, seed: int = 0, every_n_epochs: int = 1, key: str = "samples"):
+        self.num_samples = num_samples
+        self.seed = seed
+        self.every_n_epochs = every_n_epochs
+        self.key = key
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if (trainer.current_epoch + 1) % self.every_n_epochs or not trainer.is_global_zero:
+            return
+        images = to_uint8(pl_module.sample(self.num_samples, seed=self.seed)).cpu()
+        grid = make_grid(images, nrow=math.ceil(math.sqrt(self.num_samples)), padding=2)
+        picture = Image.fromarray(grid.permute(1, 2, 0).squeeze(-1).numpy())
+        folder = Path(trainer.default_root_dir) / self.key
+        folder.mkdir(parents=True, exist_ok=True)
+        picture.save(folder / f"epoch_{trainer.current_epoch:03d}.png")
+        # Lightning logs a batch's metrics at the count of batches before it: match the epoch's last point
+        step = max(trainer.fit_loop.epoch_loop._batches_that_stepped - 1, 0)
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image(key=self.key, images=[picture], step=step)

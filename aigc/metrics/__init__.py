@@ -1,0 +1,1 @@
+"""Metrics on tensors and strings (no modules, no runs)."""

@@ -1,0 +1,100 @@
+"""A GAN as a LightningModule with manual optimization.
+
+Each training batch makes one discriminator update and one generator update, so
+the logging step (Lightning's count of batches) is the number of generator
+updates, not the doubled ``global_step`` that counts both optimizers.
+"""
+
+from collections.abc import Callable
+
+import torch
+from lightning import LightningModule
+from torch import nn
+
+
+class GAN(LightningModule):
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        optimizer_g: Callable[..., torch.optim.Optimizer],
+        optimizer_d: Callable[..., torch.optim.Optimizer],
+        loss,
+        objective: dict,
+        grad_clip: float | None = None,
+    ):
+        super().__init__()
+        self.automatic_optimization = False
+        # Only plain values go into checkpoints; the nets are rebuilt from the run's config.
+        self.save_hyperparameters(
+            ignore=["generator", "discriminator", "optimizer_g", "optimizer_d", "loss"], logger=False
+        )
+        self.generator = generator
+        self.discriminator = discriminator
+        self.optimizer_g = optimizer_g
+        self.optimizer_d = optimizer_d
+        self.loss = loss
+        self.grad_clip = grad_clip
+
+    @property
+    def latent_dim(self) -> int:
+        return self.generator.latent_dim
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(z)
+
+    def configure_optimizers(self):
+        return (
+            self.optimizer_g(params=self.generator.parameters()),
+            self.optimizer_d(params=self.discriminator.parameters()),
+        )
+
+    def _update(self, optimizer, loss: torch.Tensor) -> None:
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        if self.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+        optimizer.step()
+
+    def training_step(self, batch, batch_idx):
+        real = batch[0]
+        opt_g, opt_d = self.optimizers()
+        z = torch.randn(real.shape[0], self.latent_dim, device=self.device)
+        fake = self.generator(z)
+
+        self.toggle_optimizer(opt_d)
+        loss_d = self.loss.discriminator(self.discriminator(real), self.discriminator(fake.detach()))
+        self._update(opt_d, loss_d)
+        self.untoggle_optimizer(opt_d)
+
+        self.toggle_optimizer(opt_g)
+        loss_g = self.loss.generator(self.discriminator(fake))
+        self._update(opt_g, loss_g)
+        self.untoggle_optimizer(opt_g)
+
+        losses = {"train/loss_g": loss_g.detach(), "train/loss_d": loss_d.detach()}
+        self.log_dict(losses, prog_bar=True)
+        self.log_dict({f"{k}_epoch": v for k, v in losses.items()}, on_step=False, on_epoch=True)
+        return losses
+
+    def validation_step(self, batch, batch_idx):
+        real = batch[0]
+        fake = self.sample(real.shape[0], seed=batch_idx)
+        fake_logits = self.discriminator(fake)
+        self.log_dict(
+            {
+                "val/loss_d": self.loss.discriminator(self.discriminator(real), fake_logits),
+                "val/loss_g": self.loss.generator(fake_logits),
+            },
+            batch_size=real.shape[0],
+        )
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, seed: int = 0) -> torch.Tensor:
+        """Images in [-1, 1] from latent vectors fixed by ``seed`` (the same on every device)."""
+        latent = torch.randn(num_samples, self.latent_dim, generator=torch.Generator().manual_seed(seed))
+        was_training = self.generator.training
+        self.generator.eval()
+        images = self.generator(latent.to(self.device))
+        self.generator.train(was_training)
+        return images

@@ -1,0 +1,66 @@
+"""DCGAN-style generator and discriminator for small images (28x28 or 32x32).
+
+Both nets work on any image whose side is divisible by 4: the generator starts
+from a (4w, H/4, W/4) feature map and doubles twice; the discriminator halves
+twice and reads the result with one linear layer.
+"""
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def _check_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
+    channels, height, width = (int(d) for d in image_shape)
+    if height % 4 or width % 4:
+        raise ValueError(f"DCGAN nets need image sides divisible by 4, got {height}x{width}")
+    return channels, height, width
+
+
+class Generator(nn.Module):
+    """Maps latent vectors ``z`` of shape (N, latent_dim) to images in [-1, 1]."""
+
+    def __init__(self, latent_dim: int, image_shape: Sequence[int], width: int = 64):
+        super().__init__()
+        channels, height, width_px = _check_shape(image_shape)
+        self.latent_dim = latent_dim
+        self.start = (4 * width, height // 4, width_px // 4)
+        self.project = nn.Sequential(
+            nn.Linear(latent_dim, 4 * width * (height // 4) * (width_px // 4), bias=False),
+            nn.BatchNorm1d(4 * width * (height // 4) * (width_px // 4)),
+            nn.ReLU(inplace=True),
+        )
+        self.upsample = nn.Sequential(
+            nn.ConvTranspose2d(4 * width, 2 * width, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, channels, 3, padding=1),
+            nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.upsample(self.project(z).view(-1, *self.start))
+
+
+class Discriminator(nn.Module):
+    """Maps images in [-1, 1] to one real/fake logit each."""
+
+    def __init__(self, image_shape: Sequence[int], width: int = 64):
+        super().__init__()
+        channels, height, width_px = _check_shape(image_shape)
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, width, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(2 * width),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Flatten(),
+        )
+        self.classify = nn.Linear(2 * width * (height // 4) * (width_px // 4), 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.features(images)).squeeze(1)

@@ -1,0 +1,111 @@
+"""Train a model composed from Hydra configs and track it in MLflow.
+
+    python -m aigc.run model=gan data=mnist
+    python -m aigc.run --cfg job            # print the composed config
+    python -m aigc.run debug=fast           # a smoke run, logged like a real one
+
+Returns the objective (``model.objective.metric``) so Hydra sweepers can optimise it.
+"""
+
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from aigc.callbacks import ConfigSnapshot
+from aigc.tracking import MLflowLogger, RunInterrupted, record_run, tracked_run
+
+CODE_DIR = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Job:
+    datamodule: L.LightningDataModule
+    model: L.LightningModule
+    trainer: L.Trainer
+    tracker: MLflowLogger | None
+
+
+def resolved(cfg: DictConfig) -> dict:
+    """The run's config as plain containers, without Hydra's own node (there when tests compose)."""
+    return {
+        key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        for key, value in cfg.items()
+        if key != "hydra"
+    }
+
+
+def build(cfg: DictConfig) -> Job:
+    """Instantiate every group; nothing here knows which model or dataset it builds."""
+    config = resolved(cfg)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    callbacks.append(ConfigSnapshot(config))
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    return Job(
+        datamodule=instantiate(cfg.data, _convert_="all"),
+        model=instantiate(cfg.model, _convert_="all"),
+        trainer=instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False),
+        tracker=next((lg for lg in loggers if isinstance(lg, MLflowLogger)), None),
+    )
+
+
+def train(cfg: DictConfig) -> float | None:
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    job = build(cfg)
+    if job.tracker is not None:
+        job.tracker.check_reachable()  # before any data is loaded or step is taken
+    with tracked_run(job.tracker):
+        job.datamodule.prepare_data()
+        job.datamodule.setup("fit")
+        source = getattr(job.datamodule, "source", None)
+        if source is not None:
+            print(f"Data: {source.describe()}")
+        if job.tracker is not None:
+            overrides = list(HydraConfig.get().overrides.task)
+            record_run(job.tracker, resolved(cfg), overrides, source, CODE_DIR)
+            print(f"MLflow run {job.tracker.run_id} started in experiment '{job.tracker.experiment_name}'")
+        job.trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=cfg.get("ckpt_path"))
+    if job.tracker is not None:
+        _print_where(job.tracker)
+    objective = job.trainer.callback_metrics.get(cfg.model.objective.metric)
+    return None if objective is None else float(objective)
+
+
+def _print_where(tracker: MLflowLogger) -> None:
+    print(
+        f"\nMLflow run {tracker.run_id} (experiment '{tracker.experiment_name}', id {tracker.experiment_id})\n"
+        f"  store: {tracker.tracking_uri}\n"
+        f"  view:  {tracker.ui_command()}"
+    )
+    if not tracker.tracking_uri.startswith(("http://", "https://")):
+        print(f"  then open http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}/runs/{tracker.run_id}")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        return train(cfg)
+    except RunInterrupted as stop:
+        print(f"\nStopped by {stop.signal_name}; the MLflow run is marked KILLED.", file=sys.stderr)
+        sys.exit(130)
+    except Exception as error:
+        where = traceback.extract_tb(error.__traceback__)[-1]
+        log = Path(HydraConfig.get().runtime.output_dir) / "error.log"
+        log.write_text("".join(traceback.format_exception(error)))
+        print(
+            f"\nError: {type(error).__name__}: {error}\n"
+            f"  at {where.filename}:{where.lineno} in {where.name} (full traceback: {log})",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+"""MLflow tracking: the logger, what a run records, and how a run ends.
+
+Only this package (and the entry points) talk to MLflow; models log through
+Lightning's ``self.log`` and callbacks through the logger's duck-typed
+``log_image`` (the same signature as Lightning's ``WandbLogger.log_image``).
+"""
+
+import logging
+
+from aigc.tracking.lifecycle import RunInterrupted, tracked_run
+from aigc.tracking.logger import MLflowLogger, TrackingUnreachable
+from aigc.tracking.record import record_run
+
+# Creating a new SQLite store runs alembic migrations, which log a page of INFO lines.
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+__all__ = ["MLflowLogger", "RunInterrupted", "TrackingUnreachable", "record_run", "tracked_run"]

@@ -1,0 +1,98 @@
+"""What every run records besides its metrics: config, overrides, code and data provenance."""
+
+import json
+import platform
+import socket
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from mlflow.entities import Dataset, DatasetInput, InputTag, Param, RunTag
+from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
+
+from aigc.data.source import DataSource
+from aigc.tracking.logger import MLflowLogger
+
+MAX_PARAM_CHARS = 500  # MLflow takes 6,000; longer values are unreadable in the UI anyway
+PACKAGES = ("aigc", "torch", "torchvision", "lightning", "hydra-core", "mlflow", "torchmetrics", "torch-fidelity")
+
+
+def record_run(
+    logger: MLflowLogger,
+    config: dict,
+    overrides: list[str],
+    data: DataSource | None,
+    code_dir: Path,
+) -> None:
+    """Log params (the flattened resolved config), tags, config artifacts and the dataset input."""
+    client, run_id = logger.experiment, logger.run_id
+    params = [Param(key, value) for key, value in flatten(config).items()]
+    tags = [RunTag(key, value) for key, value in provenance_tags(code_dir, data).items()]
+    for start in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):  # the limit counts params and tags
+        client.log_batch(run_id, params=params[start : start + MAX_PARAMS_TAGS_PER_BATCH])
+    client.log_batch(run_id, tags=tags)
+    logger.log_text(_yaml(config), "config/config.yaml")
+    logger.log_text("\n".join(overrides) + "\n", "config/overrides.txt")
+    if data is not None:
+        dataset = Dataset(
+            name=data.name,
+            digest=data.digest,
+            source_type="local",
+            source=json.dumps({"uri": data.location}),
+            profile=json.dumps({"num_train": data.num_train, "num_val": data.num_val, "source": data.source}),
+        )
+        client.log_inputs(run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "train")])])
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, str]:
+    """``{"model": {"lr": 1e-3}}`` -> ``{"model.lr": "0.001"}``; lists stay whole, long values are shortened."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            text = str(value)
+            if len(text) > MAX_PARAM_CHARS:
+                text = text[: MAX_PARAM_CHARS - 3] + "..."
+            flat[name[:MAX_ENTITY_KEY_LENGTH]] = text
+    return flat
+
+
+def provenance_tags(code_dir: Path, data: DataSource | None) -> dict[str, str]:
+    commit, dirty = _git(code_dir)
+    tags = {
+        "git.commit": commit,
+        "git.dirty": dirty,
+        "mlflow.source.git.commit": commit,
+        "mlflow.source.name": "aigc.run",
+        "host": socket.gethostname(),
+        "versions.python": platform.python_version(),
+    }
+    for package in PACKAGES:
+        try:
+            tags[f"versions.{package}"] = version(package)
+        except PackageNotFoundError:
+            tags[f"versions.{package}"] = "not installed"
+    if data is not None:
+        tags |= {"data.name": data.name, "data.source": data.source, "data.digest": data.digest}
+    return tags
+
+
+def _git(code_dir: Path) -> tuple[str, str]:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(code_dir), *args], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", "unknown"
+    return commit, str(bool(git("status", "--porcelain", "--untracked-files=no"))).lower()
+
+
+def _yaml(config: dict) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.create(config))

@@ -1,0 +1,26 @@
+"""Callbacks that break a run on purpose, added by tests with `+callbacks.<name>._target_=failures.<Class>`."""
+
+import torch
+from lightning import Callback
+
+
+class RaiseAtBatch(Callback):
+    def __init__(self, batch: int = 2):
+        self.batch = batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.fit_loop.epoch_loop._batches_that_stepped >= self.batch:
+            raise RuntimeError("injected failure")
+
+
+class PoisonWeightsAtBatch(Callback):
+    """Fills every parameter with NaN, as a diverged optimizer would."""
+
+    def __init__(self, batch: int = 2):
+        self.batch = batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.fit_loop.epoch_loop._batches_that_stepped >= self.batch:
+            with torch.no_grad():
+                for parameter in pl_module.parameters():
+                    parameter.fill_(float("nan"))
