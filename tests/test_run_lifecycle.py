@@ -1,0 +1,91 @@
+"""However a run ends, MLflow says so: FINISHED, FAILED or KILLED, never RUNNING."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import HELPERS, client_for, only_run, run_aigc
+
+pytestmark = pytest.mark.slow
+FAST = ("debug=fast", "data.download=false")
+
+
+def test_exception_leaves_run_failed_with_one_clear_line(tmp_path: Path):
+    result = run_aigc(
+        tmp_path, *FAST, "+callbacks.boom._target_=failures.RaiseAtBatch", "+callbacks.boom.batch=2"
+    )
+    assert result.returncode == 1
+    assert "Error: RuntimeError: injected failure" in result.stderr
+    assert "failures.py:" in result.stderr and "full traceback:" in result.stderr
+    assert "Traceback (most recent call last)" not in result.stderr
+    client = client_for(tmp_path)
+    run = only_run(client)
+    assert run.info.status == "FAILED"
+    # what was logged before the failure stays
+    assert len(client.get_metric_history(run.info.run_id, "train/loss_g")) == 2
+    assert "error.txt" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_non_finite_loss_stops_training_and_fails_the_run(tmp_path: Path):
+    result = run_aigc(
+        tmp_path, *FAST, "+callbacks.poison._target_=failures.PoisonWeightsAtBatch", "+callbacks.poison.batch=1"
+    )
+    assert result.returncode == 1
+    assert "NonFiniteLossError: train/loss_g is nan" in result.stderr
+    assert "lower the learning rate" in result.stderr
+    client = client_for(tmp_path)
+    run = only_run(client)
+    assert run.info.status == "FAILED"
+    # stopped at the first bad batch, not at the end of the run
+    assert len(client.get_metric_history(run.info.run_id, "train/loss_g")) == 1
+
+
+def test_sigterm_leaves_run_killed(tmp_path: Path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aigc.run", "data.download=false", "trainer.max_epochs=50", "trainer.log_every_n_steps=1"],
+        cwd=tmp_path,
+        env={**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONPATH": str(HELPERS)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        client = client_for(tmp_path)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait until training has logged something
+            time.sleep(1)
+            if (tmp_path / "mlflow.db").exists():
+                runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+                if runs and client.get_metric_history(runs[0].info.run_id, "train/loss_g"):
+                    break
+        else:
+            pytest.fail("training never logged a loss")
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode != 0
+    assert "Stopped by SIGTERM" in output
+    assert only_run(client).info.status == "KILLED"
+
+
+def test_unreachable_tracking_server_fails_before_training(tmp_path: Path):
+    uri = "http://127.0.0.1:9"  # the discard port: nothing listens there
+    started = time.monotonic()
+    result = run_aigc(tmp_path, *FAST, f"logger.mlflow.tracking_uri={uri}", timeout=120)
+    assert result.returncode == 1
+    assert f"MLflow tracking server {uri} is unreachable" in result.stderr
+    assert "Epoch 0" not in result.stdout + result.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_tracking_uri_from_environment_is_used(tmp_path: Path):
+    store = tmp_path / "team" / "store.db"
+    result = run_aigc(tmp_path, *FAST, "trainer.max_epochs=1", env={"MLFLOW_TRACKING_URI": f"sqlite:///{store}"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert store.exists() and not (tmp_path / "mlflow.db").exists()
