@@ -1,0 +1,1 @@
+"""LightningDataModules, dataset sources and (later) tokenizers. Data knows no model."""

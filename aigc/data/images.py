@@ -1,0 +1,89 @@
+"""An in-memory image datamodule: subclasses say where the pixels come from."""
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from lightning import LightningDataModule
+from torch.utils.data import DataLoader, TensorDataset
+
+from aigc.data.source import DataSource, digest
+
+
+@dataclass
+class ImageSplits:
+    """uint8 images (N, C, H, W) and int64 labels for the train and validation splits."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    val_images: np.ndarray
+    val_labels: np.ndarray
+    source: str
+    location: str
+
+
+class ImageDataModule(LightningDataModule):
+    """Serves images as float tensors in [-1, 1] with their labels.
+
+    ``image_shape`` is declared in the data config (models interpolate it) and
+    checked here against the pixels actually loaded.
+    """
+
+    name: str = "images"
+
+    def __init__(self, data_dir: str, image_shape: Sequence[int], batch_size: int = 128, num_workers: int = 0):
+        super().__init__()
+        self.data_dir = data_dir
+        self.image_shape = tuple(int(d) for d in image_shape)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.source: DataSource | None = None
+        self._train: TensorDataset | None = None
+        self._val: TensorDataset | None = None
+
+    @abstractmethod
+    def load(self) -> ImageSplits:
+        """Read (or download) the dataset; raise with a one-line fix when it can't be had."""
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._train is not None:
+            return
+        splits = self.load()
+        if tuple(splits.train_images.shape[1:]) != self.image_shape:
+            raise ValueError(
+                f"{self.name} images have shape {tuple(splits.train_images.shape[1:])}, "
+                f"but the data config declares image_shape={list(self.image_shape)}"
+            )
+        self.source = DataSource(
+            name=self.name,
+            source=splits.source,
+            location=splits.location,
+            digest=digest(splits.train_images, splits.val_images),
+            num_train=len(splits.train_images),
+            num_val=len(splits.val_images),
+        )
+        self._train = _to_dataset(splits.train_images, splits.train_labels)
+        self._val = _to_dataset(splits.val_images, splits.val_labels)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self._train, shuffle=True, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self._val, shuffle=False, drop_last=False)
+
+    def _loader(self, dataset, shuffle: bool, drop_last: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+
+def _to_dataset(images: np.ndarray, labels: np.ndarray) -> TensorDataset:
+    pixels = torch.from_numpy(np.ascontiguousarray(images)).float().div_(127.5).sub_(1.0)
+    return TensorDataset(pixels, torch.from_numpy(labels.astype(np.int64)))
