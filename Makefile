@@ -2,17 +2,19 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# written only after a complete install, so an interrupted one is redone
+STAMP := $(VENV)/.installed
 ARGS ?= model=gan data=mnist
 
 .PHONY: run test install clean
 
-$(BIN)/activate: pyproject.toml
+$(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
-	touch $(BIN)/activate
+	touch $(STAMP)
 
-install: $(BIN)/activate
+install: $(STAMP)
 
 run: install
 	$(BIN)/python -m aigc.run $(ARGS)
