@@ -10,7 +10,7 @@ from aigc.run import build, train
 from aigc.tracking import MLflowLogger
 from tests.conftest import CONF_DIR, run_aigc
 
-GROUPS = ["data", "model", "trainer", "logger", "callbacks", "debug", "experiment"]
+GROUPS = ["data", "model", "trainer", "logger", "callbacks", "debug", "experiment", "metrics"]
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))]
 
 

@@ -1,12 +1,10 @@
 """A grid of images from fixed seeds after every N training epochs, saved as PNG and logged with its step."""
 
 import math
-from pathlib import Path
 
 from lightning import Callback
-from PIL import Image
-from torchvision.utils import make_grid
 
+from aigc.callbacks.image_logging import grid_picture, save_and_log
 from aigc.metrics.images import to_uint8
 
 
@@ -28,14 +26,6 @@ class SampleGrid(Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if (trainer.current_epoch + 1) % self.every_n_epochs or not trainer.is_global_zero:
             return
-        images = to_uint8(pl_module.sample(self.num_samples, seed=self.seed)).cpu()
-        grid = make_grid(images, nrow=math.ceil(math.sqrt(self.num_samples)), padding=2)
-        picture = Image.fromarray(grid.permute(1, 2, 0).squeeze(-1).numpy())
-        folder = Path(trainer.default_root_dir) / self.key
-        folder.mkdir(parents=True, exist_ok=True)
-        picture.save(folder / f"epoch_{trainer.current_epoch:03d}.png")
-        # Lightning logs a batch's metrics at the count of batches before it: match the epoch's last point
-        step = max(trainer.fit_loop.epoch_loop._batches_that_stepped - 1, 0)
-        for logger in trainer.loggers:
-            if hasattr(logger, "log_image"):
-                logger.log_image(key=self.key, images=[picture], step=step)
+        images = to_uint8(pl_module.sample(self.num_samples, seed=self.seed))
+        picture = grid_picture(images, nrow=math.ceil(math.sqrt(self.num_samples)))
+        save_and_log(trainer, self.key, picture)

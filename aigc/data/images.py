@@ -32,6 +32,8 @@ class ImageDataModule(LightningDataModule):
     """
 
     name: str = "images"
+    # the in-package classifier that scores samples of this data offline (aigc.metrics), if any
+    classifier: str | None = None
 
     def __init__(self, data_dir: str, image_shape: Sequence[int], batch_size: int = 128, num_workers: int = 0):
         super().__init__()
@@ -40,6 +42,7 @@ class ImageDataModule(LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.source: DataSource | None = None
+        self._splits: ImageSplits | None = None
         self._train: TensorDataset | None = None
         self._val: TensorDataset | None = None
 
@@ -64,14 +67,22 @@ class ImageDataModule(LightningDataModule):
             num_train=len(splits.train_images),
             num_val=len(splits.val_images),
         )
+        self._splits = splits
         self._train = _to_dataset(splits.train_images, splits.train_labels)
         self._val = _to_dataset(splits.val_images, splits.val_labels)
+
+    def real_images(self, split: str = "val") -> torch.Tensor:
+        """The split's images as uint8 (N, C, H, W): the reference for image metrics."""
+        return torch.from_numpy(getattr(self._splits, f"{split}_images"))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self._train, shuffle=True, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._val, shuffle=False, drop_last=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()  # generative models are scored against the held-out split
 
     def _loader(self, dataset, shuffle: bool, drop_last: bool) -> DataLoader:
         return DataLoader(

@@ -16,6 +16,7 @@ from aigc.data.images import ImageDataModule, ImageSplits
 
 class MNISTDataModule(ImageDataModule):
     name = "mnist"
+    classifier = "mnist-classifier"
 
     def __init__(self, *args, download: bool = True, offline_fallback: bool = True, **kwargs):
         super().__init__(*args, **kwargs)

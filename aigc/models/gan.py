@@ -78,13 +78,19 @@ class GAN(LightningModule):
         return losses
 
     def validation_step(self, batch, batch_idx):
+        self._score_discriminator(batch, batch_idx, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._score_discriminator(batch, batch_idx, "test")
+
+    def _score_discriminator(self, batch, batch_idx: int, stage: str) -> None:
         real = batch[0]
         fake = self.sample(real.shape[0], seed=batch_idx)
         fake_logits = self.discriminator(fake)
         self.log_dict(
             {
-                "val/loss_d": self.loss.discriminator(self.discriminator(real), fake_logits),
-                "val/loss_g": self.loss.generator(fake_logits),
+                f"{stage}/loss_d": self.loss.discriminator(self.discriminator(real), fake_logits),
+                f"{stage}/loss_g": self.loss.generator(fake_logits),
             },
             batch_size=real.shape[0],
         )

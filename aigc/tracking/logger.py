@@ -64,6 +64,11 @@ class MLflowLogger(MLFlowLogger):
             self.experiment.log_image(self.run_id, _as_array(image), key=name, step=step or 0)
 
     @rank_zero_only
+    def set_tags(self, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.experiment.set_tag(self.run_id, key, value)
+
+    @rank_zero_only
     def log_text(self, text: str, artifact_file: str) -> None:
         self.experiment.log_text(self.run_id, text, artifact_file)
 

@@ -1,0 +1,90 @@
+"""Inception Score and FID of a generator's samples, during validation and at test.
+
+Samples come from fixed seeds (the same images for the same weights, on any
+device) and are converted to uint8 once; the reference is the datamodule's
+real validation split, whose statistics torch-fidelity caches on disk.
+"""
+
+import torch
+from lightning import Callback
+
+from aigc.metrics.fidelity import INCEPTION, fidelity_tags, score_images
+from aigc.metrics.images import to_uint8
+
+
+class ImageMetrics(Callback):
+    """Logs ``<stage>/fid`` and ``<stage>/is`` (Inception) and ``<stage>/fid_<c>``, ``<stage>/is_<c>``
+    (the in-package classifier that fits the data, e.g. ``fid_mnist``), and tags what was measured.
+
+    Needs ``pl_module.sample(n, seed)`` and an ImageDataModule (``real_images``,
+    ``classifier``); other modules are skipped, so the callback can sit in the default list.
+    """
+
+    def __init__(
+        self,
+        num_samples: int = 5000,
+        every_n_epochs: int = 1,
+        seed: int = 1_000_000,
+        batch_size: int = 500,
+        inception: bool = True,
+        inception_weights: str | None = None,
+        cache_dir: str = ".cache/fidelity",
+    ):
+        self.num_samples = num_samples
+        self.every_n_epochs = every_n_epochs
+        self.seed = seed
+        self.batch_size = batch_size
+        self.inception = inception
+        self.inception_weights = inception_weights
+        self.cache_dir = cache_dir
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        self.score(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self.score(trainer, pl_module, "test")
+
+    def score(self, trainer, pl_module, stage: str) -> dict[str, float]:
+        datamodule = trainer.datamodule
+        if not (hasattr(pl_module, "sample") and hasattr(datamodule, "real_images")):
+            return {}
+        extractors = [INCEPTION] if self.inception else []
+        if datamodule.classifier:
+            extractors.append(datamodule.classifier)
+        if not extractors:
+            return {}
+        reference = datamodule.real_images("val")
+        reference_key = f"{datamodule.name}-val-{datamodule.source.digest}"
+        # torch-fidelity's DataLoaders draw from the global RNG, and only while the reference
+        # statistics are not cached yet: fork it, so that a cache hit never changes training.
+        with torch.random.fork_rng(devices=[pl_module.device] if pl_module.device.type == "cuda" else []):
+            scores = score_images(
+                fake=self.generate(pl_module),
+                reference=reference,
+                reference_key=reference_key,
+                extractors=extractors,
+                cache_dir=self.cache_dir,
+                inception_weights=self.inception_weights,
+                batch_size=self.batch_size,
+            )
+        if INCEPTION in extractors and "fid" not in scores:
+            self.inception = False  # no weights: warned once, not again at every validation
+            extractors.remove(INCEPTION)
+        tags = fidelity_tags(extractors, self.num_samples, len(reference), reference_key, self.inception_weights)
+        for logger in trainer.loggers:
+            if hasattr(logger, "set_tags"):
+                logger.set_tags(tags)
+        metrics = {f"{stage}/{name}": value for name, value in scores.items()}
+        pl_module.log_dict(metrics)
+        return metrics
+
+    @torch.no_grad()
+    def generate(self, pl_module) -> torch.Tensor:
+        """``num_samples`` uint8 images; batch ``i`` always comes from seed ``seed + i``."""
+        batches = []
+        for index, start in enumerate(range(0, self.num_samples, self.batch_size)):
+            count = min(self.batch_size, self.num_samples - start)
+            batches.append(to_uint8(pl_module.sample(count, seed=self.seed + index)).cpu())
+        return torch.cat(batches)

@@ -1,0 +1,57 @@
+"""Fixed validation images above their reconstructions, after every N validation runs."""
+
+import torch
+from lightning import Callback
+
+from aigc.callbacks.image_logging import grid_picture, save_and_log
+from aigc.metrics.images import to_uint8
+
+
+class ReconstructionGrid(Callback):
+    """Needs ``pl_module.reconstruct(images)`` mapping images in [-1, 1] to images in [-1, 1];
+    modules without it are skipped, so the callback can sit in the default list.
+
+    The images are the first ``num_images`` of the validation set, the same every time.
+    Rows alternate: ``nrow`` originals, then their reconstructions right below them.
+    The PNG and the logged picture follow SampleGrid's conventions (folder ``key``, step).
+    """
+
+    def __init__(self, num_images: int = 32, every_n_epochs: int = 1, key: str = "reconstructions", nrow: int = 8):
+        self.num_images = num_images
+        self.every_n_epochs = every_n_epochs
+        self.key = key
+        self.nrow = nrow
+        self._images: torch.Tensor | None = None
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not hasattr(pl_module, "reconstruct") or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        if (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        originals = self._fixed_images(trainer)
+        reconstructions = pl_module.reconstruct(originals.to(pl_module.device)).cpu()
+        nrow = min(self.nrow, len(originals))
+        pairs = _interleave(to_uint8(originals), to_uint8(reconstructions), nrow)
+        save_and_log(trainer, self.key, grid_picture(pairs, nrow=nrow))
+
+    def _fixed_images(self, trainer) -> torch.Tensor:
+        if self._images is None:
+            loader = trainer.val_dataloaders
+            loader = loader[0] if isinstance(loader, (list, tuple)) else loader
+            batches, count = [], 0
+            for batch in loader:  # not shuffled: the first images are always the same
+                batches.append(batch[0])
+                count += len(batch[0])
+                if count >= self.num_images:
+                    break
+            self._images = torch.cat(batches)[: self.num_images]
+        return self._images
+
+
+def _interleave(originals: torch.Tensor, reconstructions: torch.Tensor, nrow: int) -> torch.Tensor:
+    """(N, C, H, W) twice -> rows of ``nrow`` originals, each followed by the row of their reconstructions."""
+    rows = -(-len(originals) // nrow)
+    blank = originals.new_zeros(rows * nrow - len(originals), *originals.shape[1:])  # fills the last row
+    shape = (rows, nrow, *originals.shape[1:])
+    halves = [torch.cat([images, blank]).view(shape) for images in (originals, reconstructions)]
+    return torch.stack(halves, dim=1).flatten(0, 2)

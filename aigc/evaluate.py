@@ -1,0 +1,79 @@
+"""Score a trained model and log the scores into its MLflow run.
+
+    python -m aigc.evaluate run_id=<id>                    # the run's last checkpoint
+    python -m aigc.evaluate run_id=<id> checkpoint=best
+    python -m aigc.evaluate ckpt_path=logs/train/runs/<time>/checkpoints/last.ckpt
+
+The checkpoint carries the run's resolved config and its MLflow run id, so
+nothing else is needed. Scores are logged as ``test/*`` metrics.
+"""
+
+import sys
+import tempfile
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from mlflow import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from aigc.callbacks import ConfigSnapshot
+from aigc.tracking import MLflowLogger
+
+
+def checkpoint_of_run(client: MlflowClient, run_id: str, which: str, folder: str) -> str:
+    names = [a.path for a in client.list_artifacts(run_id) if a.is_dir]
+    wanted = [n for n in names if n == "last"] if which == "last" else [n for n in names if n.startswith("best")]
+    if not wanted:
+        raise FileNotFoundError(f"run {run_id} has no '{which}' checkpoint artifact (it has: {names})")
+    return client.download_artifacts(run_id, f"{wanted[-1]}/{wanted[-1]}.ckpt", folder)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    if not (cfg.run_id or cfg.ckpt_path):
+        raise ValueError("say which model to score: run_id=<mlflow run id> or ckpt_path=<checkpoint file>")
+    client = MlflowClient(cfg.tracking_uri)
+    with tempfile.TemporaryDirectory() as folder:
+        ckpt_path = cfg.ckpt_path or checkpoint_of_run(client, cfg.run_id, cfg.checkpoint, folder)
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        run_cfg = OmegaConf.merge(OmegaConf.create(checkpoint[ConfigSnapshot.key]), OmegaConf.from_dotlist(list(cfg.set)))
+        run_id = cfg.run_id or checkpoint.get(ConfigSnapshot.run_key)
+        logger = None
+        if run_id:
+            status = client.get_run(run_id).info
+            logger = MLflowLogger(
+                tracking_uri=cfg.tracking_uri,
+                experiment_name=run_cfg.logger.mlflow.experiment_name,
+                run_id=run_id,
+                log_model=False,
+            )
+        model = instantiate(run_cfg.model, _convert_="all")
+        datamodule = instantiate(run_cfg.data, _convert_="all")
+        callbacks = [instantiate(c) for c in (run_cfg.get("callbacks") or {}).values()]
+        trainer = L.Trainer(
+            accelerator=run_cfg.trainer.get("accelerator", "auto"),
+            devices=1,
+            logger=logger or False,
+            callbacks=callbacks,
+            default_root_dir=str(Path(cfg.paths.output_dir)),
+        )
+        (scores,) = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    if logger is not None:  # scoring a run doesn't change how it ended
+        client.set_terminated(run_id, status.status, end_time=status.end_time)
+        print(f"Logged {len(scores)} test metrics into MLflow run {run_id} ({cfg.tracking_uri})")
+    return scores
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    try:
+        evaluate(cfg)
+    except Exception as error:
+        print(f"\nError: {type(error).__name__}: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

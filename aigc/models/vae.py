@@ -1,0 +1,121 @@
+"""A variational autoencoder (Kingma & Welling, 2014) as a LightningModule, beta optional.
+
+All quantities are in nats per image (summed over pixels, averaged over the batch):
+
+- ``recon``  = -log p(x|z), z drawn from q(z|x) (one sample, reparameterised);
+- ``kl``     = KL(q(z|x) || N(0, I)), in closed form;
+- ``loss``   = recon + beta * kl, what training minimises (beta = 1: the negative ELBO);
+- ``val/elbo`` = -(recon + kl), the evidence lower bound with beta = 1 whatever beta
+  trains, so runs with different betas compare on one scale. Higher is better.
+"""
+
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import torch
+from lightning import LightningModule
+from torch import nn
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per row, in nats."""
+    return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(1)
+
+
+class VAE(LightningModule):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        likelihood: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        objective: dict,
+        latent_dim: int,
+        beta: float = 1.0,
+    ):
+        super().__init__()
+        # Only plain values go into checkpoints; the nets are rebuilt from the run's config.
+        self.save_hyperparameters(ignore=["encoder", "decoder", "likelihood", "optimizer"], logger=False)
+        for name, net in (("encoder", encoder), ("decoder", decoder)):
+            if getattr(net, "latent_dim", latent_dim) != latent_dim:
+                raise ValueError(
+                    f"model.{name}.latent_dim={net.latent_dim} but model.latent_dim={latent_dim}: "
+                    "set model.latent_dim only (the nets interpolate it)"
+                )
+        self.encoder = encoder
+        self.decoder = decoder
+        self.likelihood = likelihood  # a module: a learned scale is trained and checkpointed with the nets
+        self.optimizer = optimizer
+        self.latent_dim = latent_dim
+        self.beta = beta
+
+    def forward(self, images: torch.Tensor, noise: torch.Tensor | None = None):
+        """Decoder outputs for z ~ q(z|images), with the posterior's mean and log-variance."""
+        mu, logvar = self.encoder(images)
+        noise = torch.randn_like(mu) if noise is None else noise
+        return self.decoder(mu + noise * torch.exp(0.5 * logvar)), mu, logvar
+
+    def losses(self, images: torch.Tensor, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Batch means of ``recon``, ``kl`` and ``loss`` (see the module docstring)."""
+        outputs, mu, logvar = self(images, noise)
+        recon = -self.likelihood.log_prob(outputs, images).mean()
+        kl = gaussian_kl(mu, logvar).mean()
+        return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl}
+
+    def configure_optimizers(self):
+        return self.optimizer(params=self.parameters())
+
+    def training_step(self, batch, batch_idx):
+        losses = self.losses(batch[0])
+        logged = {f"train/{name}": value.detach() for name, value in losses.items()}
+        self.log_dict(logged, prog_bar=True)
+        self.log_dict({f"{k}_epoch": v for k, v in logged.items()}, on_step=False, on_epoch=True)
+        return losses["loss"]
+
+    def validation_step(self, batch, batch_idx):
+        self._score(batch, batch_idx, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._score(batch, batch_idx, "test")
+
+    def _score(self, batch, batch_idx: int, stage: str) -> None:
+        images = batch[0]
+        # Noise fixed by the batch index: the score depends on the weights only, and scoring
+        # leaves the training random stream alone.
+        noise = torch.randn(images.shape[0], self.latent_dim, generator=torch.Generator().manual_seed(batch_idx))
+        losses = self.losses(images, noise.to(self.device))
+        self.log_dict(
+            {
+                f"{stage}/elbo": -(losses["recon"] + losses["kl"]),
+                f"{stage}/recon": losses["recon"],
+                f"{stage}/kl": losses["kl"],
+            },
+            batch_size=images.shape[0],
+        )
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, seed: int = 0) -> torch.Tensor:
+        """Images in [-1, 1] decoded from prior latents fixed by ``seed`` (the same on every device)."""
+        latent = torch.randn(num_samples, self.latent_dim, generator=torch.Generator().manual_seed(seed))
+        with _evaluating(self.decoder):
+            return self.likelihood.mean(self.decoder(latent.to(self.device)))
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] -> their reconstructions in [-1, 1], decoded from the posterior mean."""
+        with _evaluating(self.encoder, self.decoder):
+            mu, _ = self.encoder(images.to(self.device))
+            return self.likelihood.mean(self.decoder(mu))
+
+
+@contextmanager
+def _evaluating(*modules: nn.Module):
+    """Eval mode inside the block, each module's previous mode after it."""
+    modes = [module.training for module in modules]
+    for module in modules:
+        module.eval()
+    try:
+        yield
+    finally:
+        for module, mode in zip(modules, modes):
+            module.train(mode)
