@@ -5,7 +5,8 @@
     python -m aigc.evaluate ckpt_path=logs/train/runs/<time>/checkpoints/last.ckpt
 
 The checkpoint carries the run's resolved config and its MLflow run id, so
-nothing else is needed. Scores are logged as ``test/*`` metrics.
+nothing else is needed. Scores are logged as ``test/*`` metrics; metric settings
+are overrides as in training (``metrics.num_samples=10000``).
 """
 
 import sys
@@ -38,7 +39,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         ckpt_path = cfg.ckpt_path or checkpoint_of_run(client, cfg.run_id, cfg.checkpoint, folder)
         checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        run_cfg = OmegaConf.merge(OmegaConf.create(checkpoint[ConfigSnapshot.key]), OmegaConf.from_dotlist(list(cfg.set)))
+        # the run's model and data; today's callbacks, metric settings and paths
+        run_cfg = OmegaConf.merge(
+            checkpoint[ConfigSnapshot.key],
+            {"callbacks": cfg.callbacks, "metrics": cfg.metrics, "paths": cfg.paths},
+        )
         run_id = cfg.run_id or checkpoint.get(ConfigSnapshot.run_key)
         logger = None
         if run_id:

@@ -89,3 +89,18 @@ def test_config_and_checkpoints_are_artifacts(finished_run, tmp_path):
     assert checkpoint["aigc_config"]["model"]["_target_"] == "aigc.models.gan.GAN"
     assert checkpoint["hyper_parameters"]["objective"] == {"metric": "val/fid_mnist", "mode": "min"}
     assert any(k.startswith("generator.") for k in checkpoint["state_dict"])
+
+
+def test_image_metrics_are_logged_with_what_they_measured(finished_run):
+    _, result, client, run = finished_run
+    for key in ("val/fid_mnist", "val/is_mnist"):
+        assert len(client.get_metric_history(run.info.run_id, key)) == 3
+    assert 1.0 <= run.data.metrics["val/is_mnist"] <= 10.0
+    tags = run.data.tags
+    assert tags["metrics.images.num_samples"] == "200"  # debug=fast cuts the count
+    assert tags["metrics.images.num_reference"] == "500"
+    assert tags["metrics.images.reference"].startswith("mnist-val-")
+    # offline there are no Inception weights: the standard pair is skipped, never replaced
+    if "inception-v3-compat" not in tags["metrics.images.extractors"]:
+        assert "val/fid" not in run.data.metrics and "val/is" not in run.data.metrics
+        assert result.stderr.count("Inception weights could not be downloaded") == 1
