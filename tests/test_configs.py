@@ -10,13 +10,29 @@ from aigc.run import build, train
 from aigc.tracking import MLflowLogger
 from tests.conftest import CONF_DIR, run_aigc
 
-GROUPS = ["data", "model", "trainer", "logger", "callbacks", "debug", "experiment", "metrics"]
+GROUPS = ["data", "data/tokenizer", "model", "trainer", "logger", "callbacks", "debug", "experiment", "metrics"]
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))]
+
+
+def uses_images(group: str, option: str) -> bool:
+    """Image models read ${data.image_shape}, which image data declares: pair like with like."""
+    text = (CONF_DIR / group / f"{option}.yaml").read_text()
+    return "image_shape" in text
+
+
+def partner(group: str, option: str) -> list[str]:
+    if group == "data":
+        return [] if uses_images(group, option) else ["model=transformer"]
+    if group == "data/tokenizer":
+        return ["data=pydocs", "model=transformer"]
+    if group == "model":
+        return [] if uses_images(group, option) else ["data=pydocs"]
+    return []
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes_and_instantiates(compose_cfg, group, option):
-    cfg = compose_cfg(f"{group}={option}")
+    cfg = compose_cfg(*partner(group, option), f"{group}={option}")
     if group == "trainer" and cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         with pytest.raises(InstantiationException, match="No supported gpu backend"):
             build(cfg)
