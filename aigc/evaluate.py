@@ -22,14 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aigc.callbacks import ConfigSnapshot
 from aigc.tracking import MLflowLogger
-
-
-def checkpoint_of_run(client: MlflowClient, run_id: str, which: str, folder: str) -> str:
-    names = [a.path for a in client.list_artifacts(run_id) if a.is_dir]
-    wanted = [n for n in names if n == "last"] if which == "last" else [n for n in names if n.startswith("best")]
-    if not wanted:
-        raise FileNotFoundError(f"run {run_id} has no '{which}' checkpoint artifact (it has: {names})")
-    return client.download_artifacts(run_id, f"{wanted[-1]}/{wanted[-1]}.ckpt", folder)
+from aigc.tracking.checkpoints import checkpoint_of_run
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:

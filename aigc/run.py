@@ -69,7 +69,7 @@ def train(cfg: DictConfig) -> float | None:
             print(f"Data: {source.describe()}")
         if job.tracker is not None:
             overrides = list(HydraConfig.get().overrides.task)
-            record_run(job.tracker, resolved(cfg), overrides, source, CODE_DIR)
+            record_run(job.tracker, resolved(cfg), overrides, source, CODE_DIR, job.datamodule.state_dict())
             print(f"MLflow run {job.tracker.run_id} started in experiment '{job.tracker.experiment_name}'")
         job.trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=cfg.get("ckpt_path"))
     if job.tracker is not None:

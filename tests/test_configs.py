@@ -22,7 +22,9 @@ def uses_images(group: str, option: str) -> bool:
 
 def partner(group: str, option: str) -> list[str]:
     if group == "data":
-        return [] if uses_images(group, option) else ["model=transformer"]
+        # data=text needs a file; building does not read it
+        path = [f"data.path={CONF_DIR / 'train.yaml'}"] if option == "text" else []
+        return [] if uses_images(group, option) else ["model=transformer", *path]
     if group == "data/tokenizer":
         return ["data=pydocs", "model=transformer"]
     if group == "model":

@@ -1,4 +1,4 @@
-"""Lightning callbacks: sample and reconstruction grids, image metrics, loss guards, config snapshots.
+"""Lightning callbacks: sample and reconstruction grids, image and text metrics, loss guards, config snapshots.
 None is tied to one logger."""
 
 from aigc.callbacks.config_snapshot import ConfigSnapshot
@@ -6,6 +6,7 @@ from aigc.callbacks.finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
 from aigc.callbacks.image_metrics import ImageMetrics
 from aigc.callbacks.reconstruction_grid import ReconstructionGrid
 from aigc.callbacks.sample_grid import SampleGrid
+from aigc.callbacks.text_metrics import TextMetrics
 
 __all__ = [
     "ConfigSnapshot",
@@ -14,4 +15,5 @@ __all__ = [
     "ReconstructionGrid",
     "SampleGrid",
     "StopOnNonFiniteLoss",
+    "TextMetrics",
 ]

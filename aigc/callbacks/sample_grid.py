@@ -9,7 +9,7 @@ from aigc.metrics.images import to_uint8
 
 
 class SampleGrid(Callback):
-    """Needs ``pl_module.sample(num_samples, seed)`` returning images in [-1, 1].
+    """Needs ``pl_module.sample(num_samples, seed)`` returning images in [-1, 1]; other modules are skipped.
 
     The grid's step is that of the epoch's last loss point, so it lines up with
     the loss curves. Loggers that have ``log_image(key,
@@ -25,6 +25,8 @@ class SampleGrid(Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if (trainer.current_epoch + 1) % self.every_n_epochs or not trainer.is_global_zero:
+            return
+        if not hasattr(pl_module, "sample"):  # not an image generator (a language model)
             return
         images = to_uint8(pl_module.sample(self.num_samples, seed=self.seed))
         picture = grid_picture(images, nrow=math.ceil(math.sqrt(self.num_samples)))

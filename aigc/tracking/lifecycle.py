@@ -37,7 +37,7 @@ def tracked_run(logger: MLflowLogger | None) -> Iterator[None]:
         raise
     except BaseException as error:
         if logger is not None:
-            logger.log_text("".join(traceback.format_exception(error)), "error.txt")
+            logger.log_text_artifact("".join(traceback.format_exception(error)), "error.txt")
         _end(logger, "FAILED")
         raise
     else:

@@ -69,7 +69,8 @@ class MLflowLogger(MLFlowLogger):
             self.experiment.set_tag(self.run_id, key, value)
 
     @rank_zero_only
-    def log_text(self, text: str, artifact_file: str) -> None:
+    def log_text_artifact(self, text: str, artifact_file: str) -> None:
+        """Save ``text`` as the artifact ``artifact_file`` (not Lightning's WandbLogger.log_text table)."""
         self.experiment.log_text(self.run_id, text, artifact_file)
 
     @rank_zero_only

@@ -23,16 +23,24 @@ def record_run(
     overrides: list[str],
     data: DataSource | None,
     code_dir: Path,
+    data_state: dict | None = None,
 ) -> None:
-    """Log params (the flattened resolved config), tags, config artifacts and the dataset input."""
+    """Log params (the flattened resolved config), tags, config artifacts and the dataset input.
+
+    ``data_state`` is what the datamodule keeps in checkpoints (e.g. a fitted tokenizer as
+    JSON); its string values are saved as ``data/<key>.json`` artifacts too.
+    """
     client, run_id = logger.experiment, logger.run_id
     params = [Param(key, value) for key, value in flatten(config).items()]
     tags = [RunTag(key, value) for key, value in provenance_tags(code_dir, data).items()]
     for start in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):  # the limit counts params and tags
         client.log_batch(run_id, params=params[start : start + MAX_PARAMS_TAGS_PER_BATCH])
     client.log_batch(run_id, tags=tags)
-    logger.log_text(_yaml(config), "config/config.yaml")
-    logger.log_text("\n".join(overrides) + "\n", "config/overrides.txt")
+    logger.log_text_artifact(_yaml(config), "config/config.yaml")
+    logger.log_text_artifact("\n".join(overrides) + "\n", "config/overrides.txt")
+    for key, value in (data_state or {}).items():
+        if isinstance(value, str):
+            logger.log_text_artifact(value, f"data/{key}.json")
     if data is not None:
         dataset = Dataset(
             name=data.name,

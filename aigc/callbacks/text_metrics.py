@@ -1,0 +1,102 @@
+"""BLEU and ROUGE of a language model's continuations of held-out prompts, per validation and at test.
+
+Prompts are evenly spaced windows of the validation text; each continuation is
+scored against the true text that follows its prompt. The prompts, their true
+continuations and the model's are also saved as a text file with the step.
+"""
+
+import torch
+from lightning import Callback
+
+from aigc.callbacks.image_logging import metrics_step
+from aigc.metrics.text import BLEU_SIGNATURE, bleu, rouge
+
+
+class TextMetrics(Callback):
+    """Logs ``<stage>/bleu`` (sacrebleu, 13a, 0-100) and ``<stage>/rouge1``, ``rouge2``, ``rougeL`` (F, 0-1).
+
+    Needs ``pl_module.generate(prompt_ids, max_new_tokens, temperature, top_k, top_p, seed)``
+    returning the new token ids, and a datamodule with ``tokenizer`` and ``val_text``;
+    other modules are skipped, so the callback can sit in the default list.
+    """
+
+    def __init__(
+        self,
+        num_prompts: int = 50,
+        prompt_tokens: int = 32,
+        continuation_tokens: int = 32,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int = 0,
+        every_n_epochs: int = 1,
+    ):
+        self.num_prompts = num_prompts
+        self.prompt_tokens = prompt_tokens
+        self.continuation_tokens = continuation_tokens
+        self.decoding = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+        self.seed = seed
+        self.every_n_epochs = every_n_epochs
+        self._prompts: list[tuple[list[int], str]] | None = None
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        self.score(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self.score(trainer, pl_module, "test")
+
+    def prompts(self, datamodule) -> list[tuple[list[int], str]]:
+        """(prompt ids, true continuation text) pairs, evenly spaced over the validation text."""
+        if self._prompts is None:
+            ids = datamodule.tokenizer.encode(datamodule.val_text)
+            span = self.prompt_tokens + self.continuation_tokens
+            if len(ids) < span:
+                raise ValueError(f"the validation split has {len(ids)} tokens, fewer than one prompt + continuation")
+            starts = torch.linspace(0, len(ids) - span, self.num_prompts).long().unique().tolist()
+            self._prompts = [
+                (ids[s : s + self.prompt_tokens], datamodule.tokenizer.decode(ids[s + self.prompt_tokens : s + span]))
+                for s in starts
+            ]
+        return self._prompts
+
+    def score(self, trainer, pl_module, stage: str) -> dict[str, float]:
+        datamodule = trainer.datamodule
+        if not (hasattr(pl_module, "generate") and hasattr(datamodule, "val_text")) or not trainer.is_global_zero:
+            return {}
+        tokenizer = datamodule.tokenizer
+        pairs = self.prompts(datamodule)
+        # sampling must not move the training random stream
+        with torch.random.fork_rng(devices=[pl_module.device] if pl_module.device.type == "cuda" else []):
+            continuations = [
+                tokenizer.decode(
+                    pl_module.generate(
+                        prompt, max_new_tokens=self.continuation_tokens, seed=self.seed + index, **self.decoding
+                    )
+                )
+                for index, (prompt, _) in enumerate(pairs)
+            ]
+        truths = [truth for _, truth in pairs]
+        metrics = {f"{stage}/bleu": bleu(continuations, truths)}
+        metrics |= {f"{stage}/{name}": value for name, value in rouge(continuations, truths).items()}
+        pl_module.log_dict(metrics, rank_zero_only=True)
+
+        step = metrics_step(trainer)
+        report = "\n\n".join(
+            f"--- prompt {i}\n{tokenizer.decode(prompt)}\n--- true continuation\n{truth}\n--- model\n{model}"
+            for i, ((prompt, truth), model) in enumerate(zip(pairs, continuations))
+        )
+        tags = {
+            "metrics.text.num_prompts": str(len(pairs)),
+            "metrics.text.prompt_tokens": str(self.prompt_tokens),
+            "metrics.text.continuation_tokens": str(self.continuation_tokens),
+            "metrics.text.decoding": ", ".join(f"{k}={v}" for k, v in self.decoding.items()),
+            "metrics.text.bleu_signature": BLEU_SIGNATURE,
+        }
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_text_artifact"):
+                logger.log_text_artifact(report, f"samples/{stage}_step_{step:07d}.txt")
+            if hasattr(logger, "set_tags"):
+                logger.set_tags(tags)
+        return metrics

@@ -1,0 +1,45 @@
+"""Both language models train on pydocs, log perplexity/BLEU/ROUGE and samples, and sample from the store."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import client_for, only_run, run_aigc
+
+pytestmark = pytest.mark.slow
+TEXT_METRICS = {"train/loss", "train/tokens_per_sec", "val/loss", "val/ppl", "val/bleu", "val/rouge1", "val/rouge2", "val/rougeL"}
+
+
+@pytest.mark.parametrize("model", ["transformer", "lstm"])
+def test_language_model_run_logs_text_metrics_and_samples_from_the_store(tmp_path: Path, model: str):
+    result = run_aigc(tmp_path, f"model={model}", "data=pydocs", "debug=fast")
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = client_for(tmp_path)
+    run = only_run(client)
+    assert run.info.status == "FINISHED"
+    assert TEXT_METRICS <= set(run.data.metrics)
+    assert 0 <= run.data.metrics["val/bleu"] <= 100 and 0 <= run.data.metrics["val/rouge1"] <= 1
+    tags = run.data.tags
+    assert tags["data.source"] == "pydoc_data"
+    assert tags["metrics.text.num_prompts"] == "4" and tags["metrics.text.prompt_tokens"] == "16"
+    assert "tok:13a" in tags["metrics.text.bleu_signature"]
+    run_id = run.info.run_id
+    samples = [a.path for a in client.list_artifacts(run_id, "samples")]
+    assert len(samples) == 2 and all(p.endswith(".txt") for p in samples)
+    assert "data/tokenizer.json" in {a.path for a in client.list_artifacts(run_id, "data")}
+
+    # a fresh process with only the store: the checkpoint carries the config and the tokenizer
+    sampled = run_aigc(
+        tmp_path, f"run_id={run_id}", "prompt=The", "max_new_tokens=20", "temperature=0", module="aigc.sample"
+    )
+    assert sampled.returncode == 0, sampled.stderr[-2000:]
+    assert sampled.stdout.startswith("The") and len(sampled.stdout.strip()) > len("The")
+
+
+def test_sampling_an_image_model_says_so(tmp_path: Path):
+    trained = run_aigc(tmp_path, "model=gan", "debug=fast", "data.download=false", "metrics.inception=false")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    run_id = only_run(client_for(tmp_path)).info.run_id
+    sampled = run_aigc(tmp_path, f"run_id={run_id}", module="aigc.sample")
+    assert sampled.returncode == 1
+    assert "is not a language model's checkpoint" in sampled.stderr
