@@ -15,7 +15,8 @@ The evaluation cost is measured in-process on the run's last checkpoint:
   (the callback the runs use, with the run's metric settings), the second call of two,
   so the reference statistics are cached, as in every evaluation after a run's first;
 - one training epoch: the wall time from the start to the end of one training epoch
-  of ``Trainer.fit`` without any callback, validation, logger or checkpointing.
+  of ``Trainer.fit`` without any callback, validation, logger or checkpointing (the
+  second of two epochs, continuing from the checkpoint).
 """
 
 import argparse
@@ -96,14 +97,15 @@ def measure_costs(checkpoint_path: Path) -> dict:
     model.load_state_dict(checkpoint["state_dict"])
     trainer_args = dict(accelerator=cfg.trainer.accelerator, devices=1, logger=False, enable_progress_bar=False)
 
-    metrics = TimedImageMetrics(**{k: v for k, v in cfg.callbacks.image_metrics.items() if k != "_target_"})
+    settings = {k: v for k, v in cfg.callbacks.image_metrics.items() if k != "_target_"}
+    metrics = TimedImageMetrics(**{**settings, "every_n_epochs": 1})
     validator = L.Trainer(callbacks=[metrics], enable_checkpointing=False, **trainer_args)
     for _ in range(2):
         validator.validate(model, datamodule=datamodule, verbose=False)
 
     timer = EpochTimer()
     fitter = L.Trainer(
-        max_epochs=1, limit_val_batches=0, callbacks=[timer], enable_checkpointing=False, **trainer_args
+        max_epochs=2, limit_val_batches=0, callbacks=[timer], enable_checkpointing=False, **trainer_args
     )
     fitter.fit(model, datamodule=datamodule)
     return {"eval_s": metrics.seconds[-1], "first_eval_s": metrics.seconds[0], "epoch_s": timer.seconds[-1]}
