@@ -1,4 +1,5 @@
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,17 @@ def compose_cfg(tmp_path):
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any connection attempt fails the test: proves that code works offline without trying."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access attempted in a test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
 
 def run_aigc(cwd: Path, *overrides: str, timeout: float = 300, env: dict | None = None, module: str = "aigc.run"):

@@ -5,7 +5,6 @@ exercised up to its error; the real text comes from ../shared/data and pydoc_dat
 """
 
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,7 @@ from aigc.data.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("network access attempted in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+pytestmark = pytest.mark.usefixtures("no_network")
 
 
 def pydocs(tokenizer=None, **kwargs) -> TextDataModule:

@@ -6,13 +6,13 @@ real validation split, whose statistics torch-fidelity caches on disk.
 """
 
 import torch
-from lightning import Callback
 
+from aigc.callbacks.scoring import ScoringCallback
 from aigc.metrics.fidelity import INCEPTION, fidelity_tags, score_images
 from aigc.metrics.images import to_uint8
 
 
-class ImageMetrics(Callback):
+class ImageMetrics(ScoringCallback):
     """Logs ``<stage>/fid`` and ``<stage>/is`` (Inception) and ``<stage>/fid_<c>``, ``<stage>/is_<c>``
     (the in-package classifier that fits the data, e.g. ``fid_mnist``), and tags what was measured.
 
@@ -38,14 +38,6 @@ class ImageMetrics(Callback):
         self.inception_weights = inception_weights
         self.cache_dir = cache_dir
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
-            return
-        self.score(trainer, pl_module, "val")
-
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
-        self.score(trainer, pl_module, "test")
-
     def score(self, trainer, pl_module, stage: str) -> dict[str, float]:
         datamodule = trainer.datamodule
         if not (hasattr(pl_module, "sample") and hasattr(datamodule, "real_images")):
@@ -58,8 +50,8 @@ class ImageMetrics(Callback):
         reference = datamodule.real_images("val")
         reference_key = f"{datamodule.name}-val-{datamodule.source.digest}"
         # torch-fidelity's DataLoaders draw from the global RNG, and only while the reference
-        # statistics are not cached yet: fork it, so that a cache hit never changes training.
-        with torch.random.fork_rng(devices=[pl_module.device] if pl_module.device.type == "cuda" else []):
+        # statistics are not cached yet: without the fork, a cache hit would change training.
+        with self.own_random_stream(pl_module):
             scores = score_images(
                 fake=self.generate(pl_module),
                 reference=reference,
@@ -73,9 +65,7 @@ class ImageMetrics(Callback):
             self.inception = False  # no weights: warned once, not again at every validation
             extractors.remove(INCEPTION)
         tags = fidelity_tags(extractors, self.num_samples, len(reference), reference_key, self.inception_weights)
-        for logger in trainer.loggers:
-            if hasattr(logger, "set_tags"):
-                logger.set_tags(tags)
+        self.set_tags(trainer, tags)
         metrics = {f"{stage}/{name}": value for name, value in scores.items()}
         pl_module.log_dict(metrics)
         return metrics

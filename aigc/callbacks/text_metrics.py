@@ -6,13 +6,13 @@ continuations and the model's are also saved as a text file with the step.
 """
 
 import torch
-from lightning import Callback
 
 from aigc.callbacks.image_logging import metrics_step
+from aigc.callbacks.scoring import ScoringCallback
 from aigc.metrics.text import BLEU_SIGNATURE, bleu, rouge
 
 
-class TextMetrics(Callback):
+class TextMetrics(ScoringCallback):
     """Logs ``<stage>/bleu`` (sacrebleu, 13a, 0-100) and ``<stage>/rouge1``, ``rouge2``, ``rougeL`` (F, 0-1).
 
     Needs ``pl_module.generate(prompt_ids, max_new_tokens, temperature, top_k, top_p, seed)``
@@ -39,14 +39,6 @@ class TextMetrics(Callback):
         self.every_n_epochs = every_n_epochs
         self._prompts: list[tuple[list[int], str]] | None = None
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
-            return
-        self.score(trainer, pl_module, "val")
-
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
-        self.score(trainer, pl_module, "test")
-
     def prompts(self, datamodule) -> list[tuple[list[int], str]]:
         """(prompt ids, true continuation text) pairs, evenly spaced over the validation text."""
         if self._prompts is None:
@@ -67,8 +59,7 @@ class TextMetrics(Callback):
             return {}
         tokenizer = datamodule.tokenizer
         pairs = self.prompts(datamodule)
-        # sampling must not move the training random stream
-        with torch.random.fork_rng(devices=[pl_module.device] if pl_module.device.type == "cuda" else []):
+        with self.own_random_stream(pl_module):
             continuations = [
                 tokenizer.decode(
                     pl_module.generate(
@@ -94,9 +85,8 @@ class TextMetrics(Callback):
             "metrics.text.decoding": ", ".join(f"{k}={v}" for k, v in self.decoding.items()),
             "metrics.text.bleu_signature": BLEU_SIGNATURE,
         }
+        self.set_tags(trainer, tags)
         for logger in trainer.loggers:
             if hasattr(logger, "log_text_artifact"):
                 logger.log_text_artifact(report, f"samples/{stage}_step_{step:07d}.txt")
-            if hasattr(logger, "set_tags"):
-                logger.set_tags(tags)
         return metrics
