@@ -45,9 +45,13 @@ def cell(picture: np.ndarray, row: int, column: int) -> np.ndarray:
     return picture[top : top + 28, left : left + 28, 0]
 
 
-def test_modules_without_reconstruct_are_skipped():
-    trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, current_epoch=0)
+def test_modules_without_reconstruct_are_skipped(tmp_path):
+    recorder = RecordingLogger()
+    trainer = SimpleNamespace(
+        sanity_checking=False, is_global_zero=True, current_epoch=0, loggers=[recorder], default_root_dir=str(tmp_path)
+    )
     ReconstructionGrid().on_validation_epoch_end(trainer, pl_module=torch.nn.Linear(1, 1))
+    assert recorder.images == [] and not any(tmp_path.iterdir())
 
 
 def test_grid_is_saved_and_logged_on_the_sample_grid_steps(compose_cfg, tmp_path):
