@@ -65,6 +65,15 @@ def test_seed_makes_a_run_repeatable(compose_cfg):
     assert first is not None and first == second
 
 
+def test_scoring_every_few_epochs_checkpoints_on_those_epochs(compose_cfg, tmp_path):
+    overrides = ("debug=fast", "logger=none", "data.download=false", "metrics.inception=false")
+    cfg = compose_cfg(*overrides, "trainer.max_epochs=4", "metrics.every_n_epochs=2")
+    assert train(cfg) is not None  # the objective, val/fid_mnist, from the last scored epoch
+    saved = sorted(p.name for p in (tmp_path / "out" / "checkpoints").iterdir())
+    # epochs 1 and 3 (0-based) are scored; the best of them is kept
+    assert saved in (["best-epoch001.ckpt", "last.ckpt"], ["best-epoch003.ckpt", "last.ckpt"])
+
+
 def test_cfg_job_prints_the_composed_config(tmp_path: Path):
     result = run_aigc(tmp_path, "--cfg", "job", timeout=120)
     assert result.returncode == 0, result.stderr
