@@ -30,6 +30,7 @@ class Job:
     model: L.LightningModule
     trainer: L.Trainer
     tracker: MLflowLogger | None
+    config: dict  # resolved, plain containers: what params, artifacts and checkpoints record
 
 
 def resolved(cfg: DictConfig) -> dict:
@@ -52,6 +53,7 @@ def build(cfg: DictConfig) -> Job:
         model=instantiate(cfg.model, _convert_="all"),
         trainer=instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False),
         tracker=next((lg for lg in loggers if isinstance(lg, MLflowLogger)), None),
+        config=config,
     )
 
 
@@ -69,7 +71,7 @@ def train(cfg: DictConfig) -> float | None:
             print(f"Data: {source.describe()}")
         if job.tracker is not None:
             overrides = list(HydraConfig.get().overrides.task)
-            record_run(job.tracker, resolved(cfg), overrides, source, CODE_DIR, job.datamodule.state_dict())
+            record_run(job.tracker, job.config, overrides, source, CODE_DIR, job.datamodule.state_dict())
             print(f"MLflow run {job.tracker.run_id} started in experiment '{job.tracker.experiment_name}'")
         job.trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=cfg.get("ckpt_path"))
     if job.tracker is not None:

@@ -11,6 +11,8 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
+from aigc.models.modes import evaluating
+
 
 class GAN(LightningModule):
     def __init__(
@@ -99,8 +101,5 @@ class GAN(LightningModule):
     def sample(self, num_samples: int, seed: int = 0) -> torch.Tensor:
         """Images in [-1, 1] from latent vectors fixed by ``seed`` (the same on every device)."""
         latent = torch.randn(num_samples, self.latent_dim, generator=torch.Generator().manual_seed(seed))
-        was_training = self.generator.training
-        self.generator.eval()
-        images = self.generator(latent.to(self.device))
-        self.generator.train(was_training)
-        return images
+        with evaluating(self.generator):
+            return self.generator(latent.to(self.device))

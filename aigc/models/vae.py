@@ -10,11 +10,12 @@ All quantities are in nats per image (summed over pixels, averaged over the batc
 """
 
 from collections.abc import Callable
-from contextlib import contextmanager
 
 import torch
 from lightning import LightningModule
 from torch import nn
+
+from aigc.models.modes import evaluating
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -97,25 +98,12 @@ class VAE(LightningModule):
     def sample(self, num_samples: int, seed: int = 0) -> torch.Tensor:
         """Images in [-1, 1] decoded from prior latents fixed by ``seed`` (the same on every device)."""
         latent = torch.randn(num_samples, self.latent_dim, generator=torch.Generator().manual_seed(seed))
-        with _evaluating(self.decoder):
+        with evaluating(self.decoder):
             return self.likelihood.mean(self.decoder(latent.to(self.device)))
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] -> their reconstructions in [-1, 1], decoded from the posterior mean."""
-        with _evaluating(self.encoder, self.decoder):
+        with evaluating(self.encoder, self.decoder):
             mu, _ = self.encoder(images.to(self.device))
             return self.likelihood.mean(self.decoder(mu))
-
-
-@contextmanager
-def _evaluating(*modules: nn.Module):
-    """Eval mode inside the block, each module's previous mode after it."""
-    modes = [module.training for module in modules]
-    for module in modules:
-        module.eval()
-    try:
-        yield
-    finally:
-        for module, mode in zip(modules, modes):
-            module.train(mode)
