@@ -15,11 +15,13 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from aigc.callbacks import ConfigSnapshot
 from aigc.tracking import MLflowLogger, RunInterrupted, record_run, tracked_run
+from aigc.tracking.sweep import DIR_TAG, JOB_TAG
 
 CODE_DIR = Path(__file__).resolve().parents[1]
 
@@ -61,8 +63,11 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     job = build(cfg)
+    hydra_cfg = HydraConfig.get()
     if job.tracker is not None:
         job.tracker.check_reachable()  # before any data is loaded or step is taken
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            job.tracker.set_tags({JOB_TAG: str(hydra_cfg.job.num), DIR_TAG: str(Path(hydra_cfg.sweep.dir).resolve())})
     with tracked_run(job.tracker):
         job.datamodule.prepare_data()
         job.datamodule.setup("fit")
@@ -70,8 +75,7 @@ def train(cfg: DictConfig) -> float | None:
         if source is not None:
             print(f"Data: {source.describe()}")
         if job.tracker is not None:
-            overrides = list(HydraConfig.get().overrides.task)
-            record_run(job.tracker, job.config, overrides, source, CODE_DIR, job.datamodule.state_dict())
+            record_run(job.tracker, job.config, list(hydra_cfg.overrides.task), source, CODE_DIR, job.datamodule.state_dict())
             print(f"MLflow run {job.tracker.run_id} started in experiment '{job.tracker.experiment_name}'")
         job.trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=cfg.get("ckpt_path"))
     if job.tracker is not None:
@@ -92,10 +96,14 @@ def _print_where(tracker: MLflowLogger) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    # in a sweep a job's failure goes back to the sweeper (which records it), not straight to exit
+    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         return train(cfg)
     except RunInterrupted as stop:
         print(f"\nStopped by {stop.signal_name}; the MLflow run is marked KILLED.", file=sys.stderr)
+        if in_sweep:
+            raise
         sys.exit(130)
     except Exception as error:
         where = traceback.extract_tb(error.__traceback__)[-1]
@@ -106,8 +114,13 @@ def main(cfg: DictConfig) -> float | None:
             f"  at {where.filename}:{where.lineno} in {where.name} (full traceback: {log})",
             file=sys.stderr,
         )
+        if in_sweep:
+            raise
         sys.exit(1)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RunInterrupted:  # a sweep stopped by a signal: its runs are already marked KILLED
+        sys.exit(130)

@@ -45,18 +45,47 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
 
+def user_env(env: dict | None = None) -> dict:
+    """The environment of a user's shell, plus tests/helpers on the path (for failure injection)."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "AIGC_SWEEP_PARENT_RUN_ID")}
+    return full_env | {"PYTHONPATH": str(HELPERS), **(env or {})}
+
+
 def run_aigc(cwd: Path, *overrides: str, timeout: float = 300, env: dict | None = None, module: str = "aigc.run"):
     """Run `python -m aigc.run ...` as a user would, in `cwd`."""
-    full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    full_env |= {"PYTHONPATH": str(HELPERS), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", module, *overrides],
         cwd=cwd,
-        env=full_env,
+        env=user_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def start_aigc(cwd: Path, *overrides: str, module: str = "aigc.run") -> subprocess.Popen:
+    """Start `python -m aigc.run ...` in the background; stdout and stderr together."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *overrides],
+        cwd=cwd,
+        env=user_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+# A sweep of two short VAE runs, for the tests of sweeps, the compare report and the MLflow UI.
+VAE_SWEEP = ("-m", "model=vae", "model.beta=0.5,4", "debug=fast", "trainer.max_epochs=1", "data.download=false")
+
+
+@pytest.fixture(scope="session")
+def vae_sweep(tmp_path_factory) -> Path:
+    """The folder where `python -m aigc.run -m model=vae model.beta=0.5,4 ...` ran (once per session)."""
+    folder = tmp_path_factory.mktemp("vae_sweep")
+    result = run_aigc(folder, *VAE_SWEEP)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder
 
 
 def client_for(directory: Path) -> MlflowClient:

@@ -1,15 +1,12 @@
 """However a run ends, MLflow says so: FINISHED, FAILED or KILLED, never RUNNING."""
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import HELPERS, client_for, only_run, run_aigc
+from tests.conftest import client_for, only_run, run_aigc, start_aigc
 
 pytestmark = pytest.mark.slow
 FAST = ("debug=fast", "data.download=false")
@@ -46,14 +43,7 @@ def test_non_finite_loss_stops_training_and_fails_the_run(tmp_path: Path):
 
 
 def test_sigterm_leaves_run_killed(tmp_path: Path):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "aigc.run", "data.download=false", "trainer.max_epochs=50", "trainer.log_every_n_steps=1"],
-        cwd=tmp_path,
-        env={**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONPATH": str(HELPERS)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_aigc(tmp_path, "data.download=false", "trainer.max_epochs=50", "trainer.log_every_n_steps=1")
     try:
         client = client_for(tmp_path)
         deadline = time.monotonic() + 120

@@ -8,7 +8,8 @@ Lightning's ``self.log`` and callbacks through the logger's duck-typed
 import logging
 
 from aigc.tracking.lifecycle import RunInterrupted, tracked_run
-from aigc.tracking.logger import MLflowLogger, TrackingUnreachable
+from aigc.tracking.logger import MLflowLogger
+from aigc.tracking.store import TrackingUnreachable
 from aigc.tracking.record import record_run
 
 # Creating a new SQLite store runs alembic migrations, which log a page of INFO lines.

@@ -17,8 +17,27 @@ class RunInterrupted(BaseException):
         super().__init__(f"received {self.signal_name}")
 
 
+_received: list[str] = []  # signals this process got, for code that ends runs after the fact (atexit)
+
+
 def _raise_interrupted(signum, frame):
+    _received.append(signal.Signals(signum).name)
     raise RunInterrupted(signum)
+
+
+def raise_on_signals() -> dict:
+    """SIGINT and SIGTERM raise ``RunInterrupted`` from now on; returns the handlers they had."""
+    return {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def restore_signals(handlers: dict) -> None:
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
+def interrupted_by() -> str | None:
+    """The last signal that interrupted this process, if any."""
+    return _received[-1] if _received else None
 
 
 @contextmanager
@@ -29,7 +48,7 @@ def tracked_run(logger: MLflowLogger | None) -> Iterator[None]:
     this sets the final word: KILLED for a signal, and FAILED with the traceback
     saved as ``error.txt``. Everything already logged stays.
     """
-    handlers = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    handlers = raise_on_signals()
     try:
         yield
     except RunInterrupted:
@@ -43,8 +62,7 @@ def tracked_run(logger: MLflowLogger | None) -> Iterator[None]:
     else:
         _end(logger, "FINISHED")
     finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+        restore_signals(handlers)
 
 
 def _end(logger: MLflowLogger | None, status: str) -> None:

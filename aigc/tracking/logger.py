@@ -1,31 +1,40 @@
 """Lightning's MLFlowLogger, plus what a generative run needs: images with steps,
-text artifacts, artifacts stored beside a local SQLite store, and a reachability
-check before any training starts."""
-
-import urllib.error
-import urllib.request
-from pathlib import Path
+text artifacts, artifacts stored beside a local SQLite store, a reachability
+check before any training starts, and membership of a sweep's parent run."""
 
 import numpy as np
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from aigc.tracking.store import default_artifact_location, experiment_id, opening_store, reachable_store
 
-class TrackingUnreachable(RuntimeError):
-    """The tracking store can't be reached or created; raised before training starts."""
+SWEEP_ID_TAG = "aigc.sweep.id"
 
 
 class MLflowLogger(MLFlowLogger):
-    def __init__(self, tracking_uri: str, experiment_name: str, artifact_location: str | None = None, **kwargs):
-        if artifact_location is None and tracking_uri.startswith("sqlite:///"):
-            # MLflow's default would be ./mlruns under whatever directory the process runs in.
-            artifact_location = str(_sqlite_path(tracking_uri).parent / "mlartifacts" / experiment_name)
-        super().__init__(
-            experiment_name=experiment_name,
-            tracking_uri=tracking_uri,
-            artifact_location=artifact_location,
-            **kwargs,
-        )
+    """``parent_run_id`` makes the run a child of that run (a sweep's job): it is filed in the
+    parent's experiment, whatever ``experiment_name`` says, so that a sweep over models stays
+    one tree. An empty ``run_name`` leaves the naming to MLflow."""
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment_name: str,
+        artifact_location: str | None = None,
+        parent_run_id: str | None = None,
+        run_name: str | None = None,
+        **kwargs,
+    ):
+        with opening_store(tracking_uri):  # its MlflowClient creates the tables of a new SQLite store
+            super().__init__(
+                experiment_name=experiment_name,
+                tracking_uri=tracking_uri,
+                artifact_location=artifact_location or default_artifact_location(tracking_uri, experiment_name),
+                run_name=run_name or None,
+                **kwargs,
+            )
+        self._parent_run_id = parent_run_id
 
     @property
     def tracking_uri(self) -> str:
@@ -35,26 +44,26 @@ class MLflowLogger(MLFlowLogger):
     def experiment_name(self) -> str:
         return self._experiment_name
 
-    def check_reachable(self, timeout_s: float = 5.0) -> None:
-        """Fail fast with a message naming the URI, instead of MLflow's minutes of retries."""
-        uri = self._tracking_uri
-        fix = "start the server, or point logger.mlflow.tracking_uri (or MLFLOW_TRACKING_URI) at a reachable store"
-        if uri.startswith(("http://", "https://")):
-            try:
-                urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s).close()
-            except (urllib.error.URLError, OSError) as error:
-                reason = getattr(error, "reason", error)
-                raise TrackingUnreachable(f"MLflow tracking server {uri} is unreachable ({reason}): {fix}") from None
-        elif uri.startswith("sqlite:///"):
-            folder = _sqlite_path(uri).parent
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise TrackingUnreachable(f"cannot create the MLflow store {uri} ({error}): {fix}") from None
-        try:
-            _ = self.experiment  # creates the store, the experiment and the run
-        except Exception as error:
-            raise TrackingUnreachable(f"MLflow tracking store {uri} failed: {_first_line(error)}: {fix}") from None
+    def check_reachable(self) -> None:
+        """Create the store, the experiment and the run now, or fail fast with one message naming
+        the URI and the fix (instead of MLflow's minutes of retries)."""
+        with reachable_store(self._tracking_uri):
+            self._open_run()
+
+    def _open_run(self) -> None:
+        """Create the store, the experiment and the run, with an explicit experiment id."""
+        if self._run_id is None and self._experiment_id is None:
+            if self._parent_run_id:
+                parent = self._mlflow_client.get_run(self._parent_run_id)
+                self._experiment_id = parent.info.experiment_id
+                self._experiment_name = self._mlflow_client.get_experiment(self._experiment_id).name
+                self.tags = (self.tags or {}) | {
+                    MLFLOW_PARENT_RUN_ID: self._parent_run_id,
+                    SWEEP_ID_TAG: parent.data.tags.get(SWEEP_ID_TAG, ""),
+                }
+            else:
+                self._experiment_id = experiment_id(self._mlflow_client, self._experiment_name)
+        _ = self.experiment
 
     @rank_zero_only
     def log_image(self, key: str, images: list, step: int | None = None) -> None:
@@ -84,14 +93,5 @@ class MLflowLogger(MLFlowLogger):
         return f"mlflow ui --backend-store-uri {store} --host 127.0.0.1 --port 5000"
 
 
-def _sqlite_path(uri: str) -> Path:
-    return Path(uri.removeprefix("sqlite:///")).expanduser().resolve()
-
-
 def _as_array(image) -> np.ndarray:
     return image if isinstance(image, np.ndarray) else np.asarray(image)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

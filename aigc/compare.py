@@ -1,0 +1,61 @@
+"""Compare runs: a table, the best run, and plots.
+
+    python -m aigc.compare experiment_name=gan-mnist
+    python -m aigc.compare run_id=<sweep parent run id>      # a sweep's jobs
+    python -m aigc.compare experiment_name=gan-mnist curves=[val/fid_mnist,train/loss_d]
+
+Writes ``runs.csv``, ``curves.png`` and ``params.png`` to its output folder; for a
+sweep they are logged to the parent run under ``compare/``.
+"""
+
+import csv
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from aigc.tracking import comparison
+
+
+def compare(cfg: DictConfig) -> comparison.Comparison:
+    client = comparison.open_store(cfg.tracking_uri)
+    found = comparison.select(client, cfg.experiment_name, cfg.run_id, cfg.metric, cfg.mode)
+    rows = comparison.table(found, client)
+    print(comparison.format_table(rows))
+    best = found.best
+    if best is None:
+        print(f"\nNo run has a finite {found.metric}.")
+    else:
+        print(f"\nBest run: {best.info.run_name} ({best.info.run_id}), final {found.metric}={found.final(best):.6g}")
+
+    out = Path(HydraConfig.get().runtime.output_dir)
+    with open(out / "runs.csv", "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    files = [
+        out / "runs.csv",
+        comparison.plot_curves(found, client, list(cfg.curves) or [found.metric], out / "curves.png"),
+        comparison.plot_params(found, out / "params.png"),
+    ]
+    print(f"Wrote {', '.join(f.name for f in files)} to {out}")
+    if found.parent is not None:
+        for file in files:
+            client.log_artifact(found.parent.info.run_id, str(file), "compare")
+        print(f"Logged them to the sweep's parent run {found.parent.info.run_id} under compare/")
+    return found
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="compare")
+def main(cfg: DictConfig) -> None:
+    try:
+        compare(cfg)
+    except Exception as error:
+        print(f"\nError: {type(error).__name__}: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

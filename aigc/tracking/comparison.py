@@ -1,0 +1,201 @@
+"""Compare MLflow runs: which runs, ranked by what, and the table and plots of the report.
+
+Runs are an experiment's (sweep parents left out) or a sweep's children. They are
+ranked by their final value of the objective each run recorded as params
+(``model.objective.metric`` / ``.mode``), the value a sweep optimises; the best
+value over the run's steps is shown beside it.
+"""
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from matplotlib.figure import Figure  # no pyplot: files only, no display, no global state
+from mlflow import MlflowClient
+from mlflow.entities import Run
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from aigc.tracking.store import sqlite_path
+from aigc.tracking.sweep import JOB_TAG, ROLE_TAG
+
+OBJECTIVE_PARAMS = ("model.objective.metric", "model.objective.mode")
+# params that differ between runs without being choices of the experimenter
+INCIDENTAL_PARAMS = ("paths.", "logger.", "hydra.", "trainer.default_root_dir", "callbacks.model_checkpoint.dirpath")
+MAX_PARAM_COLUMNS = 6
+
+
+@dataclass
+class Comparison:
+    runs: list[Run]
+    metric: str
+    mode: str  # "min" or "max"
+    key_params: list[str]  # params whose values differ between the runs
+    parent: Run | None = None  # the sweep's parent run, when comparing a sweep
+
+    def final(self, run: Run) -> float:
+        return run.data.metrics.get(self.metric, math.nan)
+
+    @property
+    def best(self) -> Run | None:
+        sign = 1 if self.mode == "min" else -1
+        scored = [run for run in self.runs if math.isfinite(self.final(run))]
+        return min(scored, key=lambda run: sign * self.final(run), default=None)
+
+
+def open_store(tracking_uri: str) -> MlflowClient:
+    database = sqlite_path(tracking_uri)
+    if database is not None and not database.exists():
+        # MlflowClient would silently create an empty store there
+        raise FileNotFoundError(
+            f"no MLflow store at {database}: run where you trained, or set MLFLOW_TRACKING_URI (or tracking_uri=)"
+        )
+    return MlflowClient(tracking_uri)
+
+
+def select(
+    client: MlflowClient, experiment_name: str | None, run_id: str | None, metric: str | None, mode: str | None
+) -> Comparison:
+    parent = None
+    if run_id:
+        parent = client.get_run(run_id)
+        runs = client.search_runs(
+            [parent.info.experiment_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{run_id}'", max_results=50000
+        )
+        if not runs:
+            raise ValueError(f"run {run_id} has no child runs: give a sweep's parent run id, or experiment_name=")
+        runs.sort(key=lambda run: int(run.data.tags.get(JOB_TAG, 10**9)))
+    elif experiment_name:
+        found = client.get_experiment_by_name(experiment_name)
+        if found is None:
+            names = ", ".join(e.name for e in client.search_experiments())
+            raise ValueError(f"no experiment named {experiment_name!r} in this store; it has: {names}")
+        runs = [
+            run
+            for run in client.search_runs([found.experiment_id], max_results=50000, order_by=["attributes.start_time"])
+            if run.data.tags.get(ROLE_TAG) != "parent"
+        ]
+        if not runs:
+            raise ValueError(f"experiment {experiment_name!r} has no runs")
+    else:
+        raise ValueError("say what to compare: experiment_name=<name> or run_id=<a sweep's parent run id>")
+    metric = metric or _most_common(run.data.params.get(OBJECTIVE_PARAMS[0]) for run in runs)
+    mode = mode or _most_common(run.data.params.get(OBJECTIVE_PARAMS[1]) for run in runs) or "min"
+    if metric is None:
+        raise ValueError("the runs record no model.objective.metric: give metric=<name> (and mode=min|max)")
+    return Comparison(runs, metric, mode, _key_params(runs), parent)
+
+
+def table(comparison: Comparison, client: MlflowClient) -> list[dict[str, str]]:
+    """One row per run: id, job, status, duration, key params, final and best of the metric."""
+    rows = []
+    for run in comparison.runs:
+        history = [m.value for m in client.get_metric_history(run.info.run_id, comparison.metric)]
+        finite = [v for v in history if math.isfinite(v)]
+        best = (min if comparison.mode == "min" else max)(finite) if finite else math.nan
+        row = {
+            "run": run.info.run_id[:8],
+            "job": run.data.tags.get(JOB_TAG, ""),
+            "status": run.info.status,
+            "duration": _duration(run),
+        }
+        row |= {key: run.data.params.get(key, "") for key in comparison.key_params}
+        row |= {f"final {comparison.metric}": _number(comparison.final(run)), f"best {comparison.metric}": _number(best)}
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict[str, str]]) -> str:
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(row[c])) for row in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
+    lines.append("  ".join("-" * widths[c] for c in columns))
+    lines += ["  ".join(str(row[c]).ljust(widths[c]) for c in columns) for row in rows]
+    return "\n".join(lines)
+
+
+def plot_curves(comparison: Comparison, client: MlflowClient, metrics: list[str], path: Path) -> Path:
+    """Each metric's curve over steps, one line per run."""
+    fig = Figure(figsize=(6 * len(metrics), 4))
+    axes = fig.subplots(1, len(metrics), squeeze=False)
+    for axis, metric in zip(axes[0], metrics):
+        for run in comparison.runs:
+            points = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, metric))
+            if points:
+                steps, values = zip(*points)
+                axis.plot(steps, values, marker=".", label=_label(run))
+        axis.set(title=metric, xlabel="step", ylabel=metric)
+        axis.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_params(comparison: Comparison, path: Path) -> Path:
+    """The final metric against each key param, one point per run; the best run in red."""
+    params = comparison.key_params or ["(none)"]
+    fig = Figure(figsize=(4 * len(params), 4))
+    axes = fig.subplots(1, len(params), squeeze=False, sharey=True)
+    best = comparison.best
+    runs = [run for run in comparison.runs if math.isfinite(comparison.final(run))]
+    for axis, key in zip(axes[0], params):
+        values = [run.data.params.get(key, "") for run in runs]
+        numbers = [_float(v) for v in values]
+        if all(n is not None for n in numbers):
+            xs = numbers
+            positive = [x for x in xs if x > 0]
+            if len(positive) == len(xs) and max(xs) / min(xs) > 30:
+                axis.set_xscale("log")
+        else:
+            categories = sorted(set(values))
+            xs = [categories.index(v) for v in values]
+            axis.set_xticks(range(len(categories)), [c[-24:] for c in categories], rotation=30, fontsize=7)
+        colors = ["tab:red" if run is best else "tab:blue" for run in runs]
+        axis.scatter(xs, [comparison.final(run) for run in runs], c=colors)
+        axis.set(xlabel=key)
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"final {comparison.metric} ({comparison.mode})")
+    return _save(fig, path)
+
+
+def _key_params(runs: list[Run]) -> list[str]:
+    """Params with more than one value among the runs (a run stopped before it logged any counts for none)."""
+    values: dict[str, set[str]] = {}
+    for run in runs:
+        for key, value in run.data.params.items():
+            values.setdefault(key, set()).add(value)
+    varying = [key for key in sorted(values) if len(values[key]) > 1 and not key.startswith(INCIDENTAL_PARAMS)]
+    return varying[:MAX_PARAM_COLUMNS]
+
+
+def _most_common(values) -> str | None:
+    present = [v for v in values if v]
+    return max(set(present), key=present.count) if present else None
+
+
+def _duration(run: Run) -> str:
+    end = run.info.end_time or time.time() * 1000
+    seconds = (end - run.info.start_time) / 1000
+    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.1f}min"
+
+
+def _number(value: float) -> str:
+    return "-" if not math.isfinite(value) else f"{value:.5g}"
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _label(run: Run) -> str:
+    job = run.data.tags.get(JOB_TAG)
+    return f"job {job} ({run.info.run_id[:8]})" if job else (run.info.run_name or run.info.run_id[:8])[:40]
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path

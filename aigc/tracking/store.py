@@ -1,0 +1,105 @@
+"""The MLflow store, safe to open from many processes starting at the same moment.
+
+Measured pitfalls this module exists for (DESIGN.md):
+- several processes creating the schema of a new SQLite file at once crash
+  (``duplicate column name``, alembic errors);
+- several processes creating the same experiment at once: the losers get an
+  error, or a run filed under **Default**.
+So the store and the experiment are created under an exclusive file lock beside
+the SQLite file, and runs are always created with an explicit experiment id.
+"""
+
+import fcntl
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI; None for servers and other databases."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0]).expanduser().resolve()
+
+
+def default_artifact_location(uri: str, experiment_name: str) -> str | None:
+    """Artifacts beside a local SQLite store (MLflow's default is ./mlruns wherever a process runs)."""
+    database = sqlite_path(uri)
+    return None if database is None else str(database.parent / "mlartifacts" / experiment_name)
+
+
+class TrackingUnreachable(RuntimeError):
+    """The tracking store can't be reached or created; raised before training starts."""
+
+
+FIX = "start the server, or point logger.mlflow.tracking_uri (or MLFLOW_TRACKING_URI) at a reachable store"
+
+
+@contextmanager
+def reachable_store(uri: str, timeout_s: float = 5.0) -> Iterator[None]:
+    """Checks that a server answers, then holds ``store_lock``; whatever fails inside becomes one
+    ``TrackingUnreachable`` naming the URI and the fix."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s).close()
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise TrackingUnreachable(f"MLflow tracking server {uri} is unreachable ({reason}): {FIX}") from None
+    with opening_store(uri):
+        yield
+
+
+@contextmanager
+def opening_store(uri: str) -> Iterator[None]:
+    """``store_lock``, with whatever fails inside turned into one ``TrackingUnreachable``."""
+    try:
+        with store_lock(uri):
+            yield
+    except OSError as error:
+        raise TrackingUnreachable(f"cannot create the MLflow store {uri} ({error}): {FIX}") from None
+    except Exception as error:
+        raise TrackingUnreachable(f"MLflow tracking store {uri} failed: {_first_line(error)}: {FIX}") from None
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Exclusive across processes for a SQLite store; a server serialises its own writes."""
+    database = sqlite_path(uri)
+    if database is None:
+        yield
+        return
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(database.with_name(database.name + ".lock"), "w")
+    except OSError:  # an unusable folder: opening the store there fails with a message naming it
+        lock = None
+    if lock is None:
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of experiment ``name``, created (with artifacts beside a SQLite store) if needed.
+
+    Call under ``store_lock``, so that concurrent callers agree on one experiment.
+    """
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None and experiment.lifecycle_stage != "deleted":
+        return experiment.experiment_id
+    location = default_artifact_location(client.tracking_uri, name)
+    return client.create_experiment(name, artifact_location=location)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

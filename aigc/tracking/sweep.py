@@ -1,0 +1,156 @@
+"""A Hydra sweep (``-m``) as one MLflow parent run, with a child run per job.
+
+``SweepRun`` is a Hydra callback (``hydra.callbacks`` in ``conf/hydra/default.yaml``).
+When a multirun starts, in the process that runs the sweeper, it creates the store,
+the experiment and the parent run before any job exists (so parallel jobs never
+race to create them) and hands the parent's id to the jobs through the
+environment (``AIGC_SWEEP_PARENT_RUN_ID``, which ``logger.mlflow.parent_run_id``
+reads). Each job's ``MLflowLogger`` then files its run under the parent.
+
+When the sweep ends, the parent records the best job by ``model.objective`` and
+ends FINISHED; a sweep that stops on an exception ends FAILED, one stopped by
+SIGINT/SIGTERM KILLED, and so do its own children still RUNNING.
+
+What it reads from the sweep's config: ``logger.mlflow`` (store and experiment; no
+``logger.mlflow``, no tracking), ``model.objective`` (``{metric, mode}``) and
+``hydra.sweeper.study_name``: a sweep with a study name (Optuna) continues the
+parent run of an earlier sweep of that study when run again; any other sweep gets
+a new parent.
+"""
+
+import atexit
+import math
+import os
+import sys
+import uuid
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from mlflow import MlflowClient
+from mlflow.entities import Param, RunStatus
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from omegaconf import DictConfig, OmegaConf
+
+from aigc.tracking.lifecycle import interrupted_by, raise_on_signals, restore_signals
+from aigc.tracking.logger import SWEEP_ID_TAG
+from aigc.tracking.record import flatten
+from aigc.tracking.store import TrackingUnreachable, experiment_id, reachable_store
+
+PARENT_RUN_ENV = "AIGC_SWEEP_PARENT_RUN_ID"
+ROLE_TAG = "aigc.sweep.role"
+JOB_TAG = "aigc.sweep.job"
+DIR_TAG = "aigc.sweep.dir"
+BEST_RUN_TAG = "aigc.sweep.best_run_id"
+
+
+class SweepRun(Callback):
+    def __init__(self):
+        self.run_id: str | None = None
+        self._signal_handlers: dict = {}
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        # Hydra sets its config only per job, and the logger's config reads it (`${hydra:...}`)
+        HydraConfig.instance().set_config(config)
+        mlflow_cfg = OmegaConf.select(config, "logger.mlflow")
+        if mlflow_cfg is None:  # logger=none: nothing is tracked
+            return
+        self.tracking_uri = mlflow_cfg.tracking_uri
+        self.experiment_name = mlflow_cfg.experiment_name
+        self.objective = OmegaConf.to_container(config.model.objective, resolve=True)
+        self.sweep_id = OmegaConf.select(config, "hydra.sweeper.study_name")
+        self.sweep_dir = str(Path(config.hydra.sweep.dir).resolve())
+        try:
+            with reachable_store(self.tracking_uri):
+                self._client = MlflowClient(self.tracking_uri)
+                self.run_id = self._open_parent(config)
+        except TrackingUnreachable as error:
+            # Hydra turns a callback's exception into a warning and sweeps on: stop the sweep instead
+            print(f"Error: {error}", file=sys.stderr)
+            sys.exit(1)
+        os.environ[PARENT_RUN_ENV] = self.run_id
+        self._signal_handlers = raise_on_signals()
+        atexit.register(self._end_unfinished)
+        print(f"MLflow sweep run {self.run_id} (sweep {self._sweep_id}, experiment '{self.experiment_name}')")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        self._end(RunStatus.to_string(RunStatus.FINISHED))
+
+    def _open_parent(self, config: DictConfig) -> str:
+        client = self._client
+        experiment = experiment_id(client, self.experiment_name)
+        self._experiment_id = experiment
+        sweep = {
+            "sweeper": OmegaConf.to_container(config.hydra.sweeper, resolve=True),
+            "launcher": OmegaConf.to_container(config.hydra.launcher, resolve=True),
+            "overrides": list(config.hydra.overrides.task),
+        }
+        if self.sweep_id:
+            self._sweep_id = self.sweep_id
+            earlier = client.search_runs(
+                [experiment],
+                filter_string=f"tags.`{SWEEP_ID_TAG}` = '{self.sweep_id}' and tags.`{ROLE_TAG}` = 'parent'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+            if earlier:
+                run_id = earlier[0].info.run_id
+                client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+                client.set_tag(run_id, DIR_TAG, self.sweep_dir)
+                client.log_text(run_id, OmegaConf.to_yaml(sweep), f"sweep/{Path(self.sweep_dir).name}.yaml")
+                print(f"Continuing the MLflow sweep run {run_id} of sweep {self.sweep_id}")
+                return run_id
+        else:
+            self._sweep_id = f"{Path(self.sweep_dir).name}-{uuid.uuid4().hex[:6]}"
+        run = client.create_run(
+            experiment,
+            run_name=f"sweep {self._sweep_id}",
+            tags={
+                SWEEP_ID_TAG: self._sweep_id,
+                ROLE_TAG: "parent",
+                DIR_TAG: self.sweep_dir,
+                "aigc.sweep.objective": f"{self.objective['mode']} {self.objective['metric']}",
+                "aigc.sweep.overrides": " ".join(sweep["overrides"]),
+            },
+        )
+        params = [Param(key, value) for key, value in flatten({"sweeper": sweep["sweeper"]}).items()]
+        client.log_batch(run.info.run_id, params=params[:100])
+        client.log_text(run.info.run_id, OmegaConf.to_yaml(sweep), f"sweep/{Path(self.sweep_dir).name}.yaml")
+        return run.info.run_id
+
+    def _end_unfinished(self) -> None:
+        """At exit, for a sweep that never reached ``on_multirun_end``."""
+        self._end(RunStatus.to_string(RunStatus.KILLED if interrupted_by() else RunStatus.FAILED))
+
+    def _end(self, status: str) -> None:
+        if self.run_id is None:
+            return
+        run_id, client = self.run_id, self._client
+        self.run_id = None
+        atexit.unregister(self._end_unfinished)
+        restore_signals(self._signal_handlers)
+        os.environ.pop(PARENT_RUN_ENV, None)
+        children = client.search_runs(
+            [self._experiment_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{run_id}'", max_results=50000
+        )
+        for child in children:  # jobs of this sweep that a signal or a crash left RUNNING
+            if child.info.status == "RUNNING" and child.data.tags.get(DIR_TAG) == self.sweep_dir:
+                client.set_terminated(child.info.run_id, status if status != "FINISHED" else "FAILED")
+        best = self._best(children)
+        metric = self.objective["metric"]
+        if best is not None:
+            client.set_tag(run_id, BEST_RUN_TAG, best.info.run_id)
+            client.set_tag(run_id, "aigc.sweep.best_run_name", best.info.run_name)
+            client.log_metric(run_id, f"best/{metric}", best.data.metrics[metric])
+            print(f"Best job of sweep {self._sweep_id}: {best.info.run_name} ({best.info.run_id}), {metric}={best.data.metrics[metric]:.6g}")
+        client.set_terminated(run_id, status)
+        print(f"MLflow sweep run {run_id} ended {status} with {len(children)} child runs")
+
+    def _best(self, children: list):
+        metric, sign = self.objective["metric"], 1 if self.objective["mode"] == "min" else -1
+        scored = [
+            run
+            for run in children
+            if run.info.status == "FINISHED" and math.isfinite(run.data.metrics.get(metric, math.nan))
+        ]
+        return min(scored, key=lambda run: sign * run.data.metrics[metric], default=None)

@@ -1,0 +1,174 @@
+"""A Hydra sweeper on current Optuna: ``python -m aigc.run -m hparams_search=<name>``.
+
+Why our own: hydra-optuna-sweeper 1.3 pins optuna<3, and its SQLite storage fails
+with SQLAlchemy 2. This one is small and uses Optuna's ask-and-tell interface:
+
+- the search space is Hydra's sweep syntax, from ``hydra.sweeper.params`` and the
+  command line: ``choice(a,b)`` is categorical, ``range(1,9)`` integers,
+  ``interval(lo,hi)`` floats, ``int(interval(lo,hi))`` integers, and
+  ``tag(log, ...)`` a log scale;
+- each trial is one Hydra job, launched by the configured launcher (``n_jobs``
+  trials at a time) with job number = trial number; the value it returns is the
+  objective, and a job that fails or returns nothing is a failed trial;
+- the study lives in ``storage`` (SQLite) under ``study_name``: run the same
+  command again and it continues the study until it holds ``n_trials`` finished
+  trials. Trials cut short by an interrupt are failed and not counted. The
+  sampler (a partial: ``sampler(seed=...)``) is seeded with ``seed`` plus the
+  number of trials already in the study.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+DIRECTIONS = {"min": "minimize", "max": "maximize", "minimize": "minimize", "maximize": "maximize"}
+INTERRUPTED = "interrupted"  # user attribute of trials a signal or crash of the sweep cut short
+
+
+class OptunaSweeper(Sweeper):
+    def __init__(
+        self,
+        study_name: str,
+        storage: str,
+        direction: str,
+        n_trials: int,
+        n_jobs: int = 1,
+        sampler: Callable[..., optuna.samplers.BaseSampler] = optuna.samplers.TPESampler,
+        seed: int | None = None,
+        params: dict[str, str] | None = None,
+    ):
+        if direction not in DIRECTIONS:
+            raise ValueError(f"hydra.sweeper.direction={direction!r}: use one of {sorted(DIRECTIONS)}")
+        self.study_name = study_name
+        self.storage = storage
+        self.direction = DIRECTIONS[direction]
+        self.n_trials = n_trials
+        self.n_jobs = n_jobs
+        self.sampler = sampler
+        self.seed = seed
+        self.params = dict(params or {})
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.hydra_context = hydra_context
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def sweep(self, arguments: list[str]) -> optuna.Study:
+        space, fixed = search_space([f"{key}={value}" for key, value in self.params.items()] + arguments)
+        if not space:
+            raise ValueError("nothing to search: give hydra.sweeper.params or sweep overrides like x=interval(0,1)")
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+
+        study = optuna.create_study(
+            study_name=self.study_name,
+            # SQLite under concurrent workers: wait for the lock instead of failing at 5 s
+            storage=optuna.storages.RDBStorage(self.storage, engine_kwargs={"connect_args": {"timeout": 60}}),
+            direction=self.direction,
+            load_if_exists=True,
+        )
+        # Seeded by how far the study is, so that a resumed study doesn't replay its first trials.
+        study.sampler = self.sampler(seed=None if self.seed is None else self.seed + len(study.trials))
+        done = finished_trials(study)
+        print(f"Optuna study '{self.study_name}' in {self.storage}: {done} of {self.n_trials} trials finished")
+        while (left := self.n_trials - finished_trials(study)) > 0:
+            trials = [study.ask(space) for _ in range(min(self.n_jobs, left))]
+            for group in consecutive(trials):
+                self._run(study, group, fixed)
+
+        self._report(study, sweep_dir)
+        return study
+
+    def _run(self, study: optuna.Study, trials: list[optuna.Trial], fixed: list[str]) -> None:
+        batch = [fixed + [f"{key}={value}" for key, value in trial.params.items()] for trial in trials]
+        self.validate_batch_is_legal(batch)
+        try:
+            returns = self.launcher.launch(batch, initial_job_idx=trials[0].number)
+        except BaseException:
+            for trial in trials:
+                trial.set_user_attr(INTERRUPTED, True)
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            raise
+        for trial, job in zip(trials, returns):
+            try:
+                value = job.return_value  # raises the job's exception if it failed
+            except Exception as error:
+                print(f"Trial {trial.number} failed: {type(error).__name__}: {error}")
+                study.tell(trial, state=TrialState.FAIL)
+                continue
+            if value is None or not math.isfinite(value):
+                print(f"Trial {trial.number} gave no finite objective ({value}): counted as failed")
+                study.tell(trial, state=TrialState.FAIL)
+            else:
+                study.tell(trial, float(value))
+
+    def _report(self, study: optuna.Study, sweep_dir: Path) -> None:
+        complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+        if not complete:
+            print(f"Optuna study '{self.study_name}': no trial completed")
+            return
+        best = study.best_trial
+        results = {"study_name": self.study_name, "best_trial": best.number, "best_value": best.value,
+                   "best_params": best.params, "trials_complete": len(complete)}
+        OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
+        print(f"Optuna study '{self.study_name}': best trial {best.number}, value {best.value:.6g}, params {best.params}")
+
+
+def finished_trials(study: optuna.Study) -> int:
+    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return sum(t.state in finished and not t.user_attrs.get(INTERRUPTED) for t in study.get_trials(deepcopy=False))
+
+
+def consecutive(trials: Sequence[optuna.Trial]) -> list[list[optuna.Trial]]:
+    """Groups of consecutive trial numbers (another worker on the study may take numbers in
+    between), so that one launch gives each job the number of its trial."""
+    groups: list[list[optuna.Trial]] = []
+    for trial in trials:
+        if groups and trial.number == groups[-1][-1].number + 1:
+            groups[-1].append(trial)
+        else:
+            groups.append([trial])
+    return groups
+
+
+def search_space(overrides: list[str]) -> tuple[dict[str, BaseDistribution], list[str]]:
+    """Hydra sweep overrides -> Optuna distributions; plain overrides are passed to every job."""
+    space: dict[str, BaseDistribution] = {}
+    fixed: list[str] = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if override.is_sweep_override():
+            space[override.get_key_element()] = distribution(override)
+        else:
+            fixed.append(override.input_line)
+    return space, fixed
+
+
+def distribution(override: Override) -> BaseDistribution:
+    sweep: Any = override.value()
+    log = "log" in sweep.tags
+    if isinstance(sweep, ChoiceSweep):
+        return CategoricalDistribution(list(override.sweep_iterator(transformer=lambda v: v)))
+    if isinstance(sweep, RangeSweep):
+        if all(isinstance(x, int) for x in (sweep.start, sweep.stop, sweep.step)) and sweep.step > 0:
+            last = sweep.start + (sweep.stop - 1 - sweep.start) // sweep.step * sweep.step
+            return IntDistribution(sweep.start, last, step=sweep.step, log=log and sweep.step == 1)
+        return CategoricalDistribution(list(override.sweep_iterator(transformer=lambda v: v)))
+    if isinstance(sweep, IntervalSweep):
+        if isinstance(sweep.start, int) and isinstance(sweep.end, int):
+            return IntDistribution(sweep.start, sweep.end, log=log)
+        return FloatDistribution(float(sweep.start), float(sweep.end), log=log)
+    raise ValueError(f"{override.input_line}: use choice(...), range(...) or interval(...)")

@@ -1,0 +1,111 @@
+"""The MLflow UI, in a real headless Chromium: a sweep's runs are there, and their comparison view
+shows the metric values the runs logged.
+
+Needs Debian's chromium (/usr/bin/chromium; `.ci/run` installs it) and the playwright package
+(never `playwright install`: it would download a browser). Without chromium the test is skipped,
+unless AIGC_REQUIRE_BROWSER=1 (set by CI) makes that a failure.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import client_for
+
+pytestmark = pytest.mark.slow
+CHROMIUM = Path("/usr/bin/chromium")
+# quiet and offline: without these Chromium keeps trying to reach Google's hosts
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(vae_sweep: Path):
+    """`mlflow server` on the sweep's store, on a free loopback port; stopped by its PID."""
+    port = free_port()
+    log = open(vae_sweep / "mlflow_server.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{vae_sweep}/mlflow.db",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: the workers it forks go down with it
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                log.close()
+                pytest.fail(f"mlflow server did not start:\n{(vae_sweep / 'mlflow_server.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+    yield url
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
+    log.close()
+
+
+def test_mlflow_ui_compares_two_runs_of_a_sweep(vae_sweep: Path, mlflow_server: str, tmp_path: Path):
+    if not CHROMIUM.exists():
+        if os.environ.get("AIGC_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    from playwright.sync_api import expect, sync_playwright
+
+    client = client_for(vae_sweep)
+    runs = client.search_runs([client.get_experiment_by_name("vae-mnist").experiment_id])
+    parent = next(run for run in runs if run.data.tags.get("aigc.sweep.role") == "parent")
+    children = [run for run in runs if run is not parent]
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(30_000)
+        try:
+            # the experiment is listed; its runs table shows the sweep as one parent run
+            page.goto(f"{mlflow_server}/#/experiments")
+            experiment_link = page.get_by_role("link", name="vae-mnist", exact=True)
+            experiment_link.wait_for()
+            page.goto(f"{mlflow_server}/{experiment_link.get_attribute('href')}/runs")
+            page.get_by_text(parent.info.run_name).wait_for()
+            # expand it, select its two child runs, and open their comparison
+            page.get_by_role("row").filter(has_text=parent.info.run_name).get_by_role("button").first.click()
+            for child in children:
+                row = page.get_by_role("row").filter(has_text=child.info.run_name).first
+                row.locator("input.ag-checkbox-input").check()
+            page.get_by_role("button", name="Compare").click()
+            expect(page.get_by_text("Comparing 2 Runs")).to_be_visible()
+            for child in children:
+                expect(page.get_by_text(child.info.run_id, exact=True)).to_be_visible()
+                # the metrics grid shows each run's last value, to 4 significant digits
+                shown = f"{child.data.metrics['val/elbo']:.4g}"
+                value = page.get_by_text(shown, exact=True).first
+                expect(value).to_be_visible()
+            value.scroll_into_view_if_needed()  # for the screenshot
+        finally:
+            page.screenshot(path=str(tmp_path / "mlflow_compare.png"), full_page=True)
+            browser.close()
+    assert (tmp_path / "mlflow_compare.png").stat().st_size > 10_000

@@ -1,0 +1,210 @@
+"""Sweeps (`python -m aigc.run -m ...`): one MLflow parent run, a child run per job, an Optuna
+study that survives an interrupt, and parallel writers that lose nothing."""
+
+import math
+import signal
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra.utils import instantiate
+from mlflow import MlflowClient
+from mlflow.entities import Run
+from omegaconf import OmegaConf
+
+from hydra_plugins.aigc_optuna_sweeper.optuna_sweeper import search_space
+from tests.conftest import client_for, run_aigc, start_aigc
+
+# a GPT trial of a few batches on pydocs (ships with Python)
+LM_TRIAL = ("debug=fast",)
+
+
+def all_runs(client: MlflowClient) -> list[Run]:
+    return [run for exp in client.search_experiments() for run in client.search_runs([exp.experiment_id])]
+
+
+def parents_and_children(client: MlflowClient) -> tuple[list[Run], list[Run]]:
+    runs = all_runs(client)
+    parents = [run for run in runs if run.data.tags.get("aigc.sweep.role") == "parent"]
+    children = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
+    assert len(parents) + len(children) == len(runs), "a run outside the sweep tree"
+    return parents, children
+
+
+def trials(folder: Path, study: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=study, storage=f"sqlite:///{folder}/optuna.db").trials
+
+
+@pytest.mark.parametrize("name", ["gan_optuna", "transformer_optuna"])
+def test_hparams_search_configs_compose_into_an_optuna_sweep(compose_cfg, name):
+    cfg = compose_cfg(f"hparams_search={name}")
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper")
+    assert sweeper.direction == cfg.model.objective.mode == "min"
+    space, fixed = search_space([f"{key}={value}" for key, value in sweeper.params.items()])
+    assert len(space) >= 3 and not fixed
+    for key in space:  # every searched key exists in the composed config
+        assert OmegaConf.select(cfg, key) is not None, key
+    assert isinstance(instantiate(sweeper.sampler)(seed=1), optuna.samplers.TPESampler)
+
+
+def test_search_space_reads_hydra_sweep_syntax():
+    space, fixed = search_space(
+        ["lr=tag(log, interval(1e-4, 1e-2))", "layers=range(2, 9, 2)", "act=choice(relu, gelu)", "seed=3"]
+    )
+    assert space["lr"] == optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
+    assert space["layers"] == optuna.distributions.IntDistribution(2, 8, step=2)
+    assert space["act"] == optuna.distributions.CategoricalDistribution(["relu", "gelu"])
+    assert fixed == ["seed=3"]
+
+
+@pytest.mark.slow
+def test_basic_sweep_is_one_parent_run_with_a_child_per_job(vae_sweep: Path):
+    client = client_for(vae_sweep)
+    (parent,), children = parents_and_children(client)
+    assert parent.info.status == "FINISHED" and len(children) == 2
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert {c.data.tags["aigc.sweep.id"] for c in children} == {parent.data.tags["aigc.sweep.id"]}
+    assert sorted(c.data.tags["aigc.sweep.job"] for c in children) == ["0", "1"]
+    assert sorted("model.beta=0.5" in c.info.run_name for c in children) == [False, True]  # named from overrides
+    assert {c.info.experiment_id for c in children} == {parent.info.experiment_id}
+    assert client.get_experiment(parent.info.experiment_id).name == "vae-mnist"
+    # the parent names the best job (VAE: highest ELBO) and its value
+    best = max(children, key=lambda c: c.data.metrics["val/elbo"])
+    assert parent.data.tags["aigc.sweep.best_run_id"] == best.info.run_id
+    assert parent.data.metrics["best/val/elbo"] == best.data.metrics["val/elbo"]
+    assert parent.data.params["sweeper._target_"].endswith("BasicSweeper")
+    assert any(a.path.startswith("sweep") for a in client.list_artifacts(parent.info.run_id))
+
+
+@pytest.mark.slow
+def test_interrupted_optuna_sweep_resumes_the_same_study_and_parent_run(tmp_path: Path):
+    # trials long enough to be interrupted in the middle
+    command = ("-m", "hparams_search=transformer_optuna", "hydra.sweeper.n_trials=3", *LM_TRIAL, "trainer.limit_train_batches=20")
+    process = start_aigc(tmp_path, *command)
+    try:
+        client = client_for(tmp_path)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:  # interrupt during the second trial
+            time.sleep(0.3)
+            if (tmp_path / "mlflow.db").exists() and any(
+                r.data.tags.get("aigc.sweep.job") == "1" and r.info.status == "RUNNING" for r in all_runs(client)
+            ):
+                break
+        else:
+            pytest.fail("the second trial never started")
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, output[-3000:]
+    (parent,), children = parents_and_children(client)
+    assert parent.info.status == "KILLED"
+    assert sorted(c.info.status for c in children) == ["FINISHED", "KILLED"]
+    assert [t.state.name for t in trials(tmp_path, "transformer_pydocs_loss")] == ["COMPLETE", "FAIL"]
+
+    result = run_aigc(tmp_path, *command)  # the same command again
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 of 3 trials finished" in result.stdout
+    (resumed,), children = parents_and_children(client)
+    assert resumed.info.run_id == parent.info.run_id and resumed.info.status == "FINISHED"
+    assert sorted(c.info.status for c in children) == ["FINISHED"] * 3 + ["KILLED"]
+    states = [t.state.name for t in trials(tmp_path, "transformer_pydocs_loss")]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    # job number = trial number, and the resumed trials are new points, not replays
+    finished = {c.data.tags["aigc.sweep.job"]: c for c in children if c.info.status == "FINISHED"}
+    assert sorted(finished) == ["0", "2", "3"]
+    assert len({c.data.params["model.optimizer.lr"] for c in finished.values()}) == 3
+    best = min(finished.values(), key=lambda c: c.data.metrics["val/loss"])
+    assert resumed.data.tags["aigc.sweep.best_run_id"] == best.info.run_id
+
+
+@pytest.mark.slow
+def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path: Path):
+    result = run_aigc(
+        tmp_path,
+        "-m",
+        "hparams_search=transformer_optuna",
+        "hydra.sweeper.n_trials=2",
+        *LM_TRIAL,
+        "+callbacks.boom._target_=failures.RaiseAtBatch",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Trial 0 failed: RuntimeError: injected failure" in result.stdout
+    assert [t.state.name for t in trials(tmp_path, "transformer_pydocs_loss")] == ["FAIL", "FAIL"]
+    (parent,), children = parents_and_children(client_for(tmp_path))
+    assert [c.info.status for c in children] == ["FAILED", "FAILED"]
+    assert parent.info.status == "FINISHED" and "aigc.sweep.best_run_id" not in parent.data.tags
+
+
+@pytest.mark.slow
+def test_a_failed_job_fails_a_basic_sweep_and_keeps_the_others(tmp_path: Path):
+    result = run_aigc(
+        tmp_path,
+        "-m",
+        "model=transformer",
+        "data=pydocs",
+        *LM_TRIAL,
+        "+callbacks.boom._target_=failures.RaiseAtBatch",
+        "+callbacks.boom.batch=1,1000",
+    )
+    assert result.returncode != 0
+    assert "Error: RuntimeError: injected failure" in result.stderr
+    (parent,), children = parents_and_children(client_for(tmp_path))
+    assert parent.info.status == "FAILED"
+    status = {c.data.tags["aigc.sweep.job"]: c.info.status for c in children}
+    assert status == {"0": "FAILED", "1": "FINISHED"}
+    assert parent.data.tags["aigc.sweep.best_run_id"] == next(c.info.run_id for c in children if c.info.status == "FINISHED")
+
+
+@pytest.mark.slow
+def test_parallel_jobs_with_joblib_lose_nothing(tmp_path: Path):
+    result = run_aigc(
+        tmp_path,
+        "-m",
+        "hparams_search=transformer_optuna",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=4",
+        *LM_TRIAL,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "locked" not in result.stdout + result.stderr
+    client = client_for(tmp_path)
+    (parent,), children = parents_and_children(client)
+    assert sorted(c.data.tags["aigc.sweep.job"] for c in children) == ["0", "1", "2", "3"]
+    assert all(c.info.status == "FINISHED" and math.isfinite(c.data.metrics["val/loss"]) for c in children)
+    assert [e.name for e in client.search_experiments()] == ["transformer-pydocs", "Default"]
+    assert not client.search_runs(["0"])  # nothing filed in Default
+    assert [t.state.name for t in trials(tmp_path, "transformer_pydocs_loss")] == ["COMPLETE"] * 4
+
+
+@pytest.mark.slow
+def test_two_sweeps_at_once_on_a_new_store_lose_nothing(tmp_path: Path):
+    sweeps = [
+        start_aigc(tmp_path, "-m", "model=transformer", "data=pydocs", *LM_TRIAL, f"seed={a},{b}", f"hydra.sweep.dir=sweep{a}")
+        for a, b in ((1, 2), (3, 4))
+    ]
+    outputs = [process.communicate(timeout=300)[0] for process in sweeps]
+    for process, output in zip(sweeps, outputs):
+        assert process.returncode == 0, output[-3000:]
+        assert "locked" not in output
+    client = client_for(tmp_path)
+    parents, children = parents_and_children(client)
+    assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
+    for parent in parents:
+        mine = [c for c in children if c.data.tags["mlflow.parentRunId"] == parent.info.run_id]
+        assert sorted(c.data.tags["aigc.sweep.job"] for c in mine) == ["0", "1"]
+        assert all(c.info.status == "FINISHED" for c in mine)
+    assert not client.search_runs(["0"])  # nothing filed in Default
+
+
+def test_sweep_with_an_unreachable_server_stops_before_any_job(tmp_path: Path):
+    result = run_aigc(
+        tmp_path, "-m", "model=vae", "model.beta=1,2", "logger.mlflow.tracking_uri=http://127.0.0.1:9", timeout=120
+    )
+    assert result.returncode == 1
+    assert "Error: MLflow tracking server http://127.0.0.1:9 is unreachable" in result.stderr
+    assert "Launching" not in result.stdout + result.stderr
