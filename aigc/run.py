@@ -64,6 +64,9 @@ def train(cfg: DictConfig) -> float | None:
         L.seed_everything(cfg.seed, workers=True)
     job = build(cfg)
     hydra_cfg = HydraConfig.get()
+    if job.tracker is not None and (twin := job.tracker.finished_twin()) is not None:
+        print(f"This job finished before in the same sweep (MLflow run {twin.info.run_id}): not run again")
+        return twin.data.metrics.get(cfg.model.objective.metric)
     if job.tracker is not None:
         job.tracker.check_reachable()  # before any data is loaded or step is taken
         if hydra_cfg.mode == RunMode.MULTIRUN:

@@ -78,27 +78,33 @@ def test_basic_sweep_is_one_parent_run_with_a_child_per_job(vae_sweep: Path):
     assert any(a.path.startswith("sweep") for a in client.list_artifacts(parent.info.run_id))
 
 
-@pytest.mark.slow
-def test_interrupted_optuna_sweep_resumes_the_same_study_and_parent_run(tmp_path: Path):
-    # trials long enough to be interrupted in the middle
-    command = ("-m", "hparams_search=transformer_optuna", "hydra.sweeper.n_trials=3", *LM_TRIAL, "trainer.limit_train_batches=20")
-    process = start_aigc(tmp_path, *command)
+def interrupt_during_second_job(folder: Path, *command: str) -> None:
+    """Start the sweep, press Ctrl-C while its job 1 runs; the sweep exits 130."""
+    process = start_aigc(folder, *command)
     try:
-        client = client_for(tmp_path)
+        client = client_for(folder)
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:  # interrupt during the second trial
+        while time.monotonic() < deadline:
             time.sleep(0.3)
-            if (tmp_path / "mlflow.db").exists() and any(
+            if (folder / "mlflow.db").exists() and any(
                 r.data.tags.get("aigc.sweep.job") == "1" and r.info.status == "RUNNING" for r in all_runs(client)
             ):
                 break
         else:
-            pytest.fail("the second trial never started")
+            pytest.fail("the second job never started")
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=120)
     finally:
         process.kill()
     assert process.returncode == 130, output[-3000:]
+
+
+@pytest.mark.slow
+def test_interrupted_optuna_sweep_resumes_the_same_study_and_parent_run(tmp_path: Path):
+    # trials long enough to be interrupted in the middle
+    command = ("-m", "hparams_search=transformer_optuna", "hydra.sweeper.n_trials=3", *LM_TRIAL, "trainer.limit_train_batches=20")
+    interrupt_during_second_job(tmp_path, *command)
+    client = client_for(tmp_path)
     (parent,), children = parents_and_children(client)
     assert parent.info.status == "KILLED"
     assert sorted(c.info.status for c in children) == ["FINISHED", "KILLED"]
@@ -118,6 +124,24 @@ def test_interrupted_optuna_sweep_resumes_the_same_study_and_parent_run(tmp_path
     assert len({c.data.params["model.optimizer.lr"] for c in finished.values()}) == 3
     best = min(finished.values(), key=lambda c: c.data.metrics["val/loss"])
     assert resumed.data.tags["aigc.sweep.best_run_id"] == best.info.run_id
+
+
+@pytest.mark.slow
+def test_interrupted_grid_resumes_in_the_same_parent_run_without_redoing_finished_jobs(tmp_path: Path):
+    command = ("-m", "model=transformer", "data=pydocs", *LM_TRIAL, "seed=1,2,3", "trainer.limit_train_batches=20")
+    interrupt_during_second_job(tmp_path, *command)
+    client = client_for(tmp_path)
+    (parent,), children = parents_and_children(client)
+    assert parent.info.status == "KILLED"
+    first = next(c for c in children if c.info.status == "FINISHED")
+
+    result = run_aigc(tmp_path, *command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"This job finished before in the same sweep (MLflow run {first.info.run_id})" in result.stdout
+    (resumed,), children = parents_and_children(client)
+    assert resumed.info.run_id == parent.info.run_id and resumed.info.status == "FINISHED"
+    jobs = sorted((c.data.tags["aigc.sweep.job"], c.info.status) for c in children)
+    assert jobs == [("0", "FINISHED"), ("1", "FINISHED"), ("1", "KILLED"), ("2", "FINISHED")]
 
 
 @pytest.mark.slow

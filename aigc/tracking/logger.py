@@ -50,6 +50,22 @@ class MLflowLogger(MLFlowLogger):
         with reachable_store(self._tracking_uri):
             self._open_run()
 
+    def finished_twin(self):
+        """In a resumed sweep: the FINISHED run of this same job (same parent, same name), or None.
+
+        Under Hydra's basic sweeper the name is the job's overrides, so a grid run again after an
+        interrupt skips the jobs it already finished. (Optuna trials never repeat their params.)"""
+        if not (self._parent_run_id and self._run_name):
+            return None
+        with reachable_store(self._tracking_uri):
+            parent = self._mlflow_client.get_run(self._parent_run_id)
+            siblings = self._mlflow_client.search_runs(
+                [parent.info.experiment_id],
+                filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self._parent_run_id}' and attributes.status = 'FINISHED'",
+                max_results=50000,
+            )
+        return next((run for run in siblings if run.info.run_name == self._run_name), None)
+
     def _open_run(self) -> None:
         """Create the store, the experiment and the run, with an explicit experiment id."""
         if self._run_id is None and self._experiment_id is None:

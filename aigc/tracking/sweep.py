@@ -11,18 +11,23 @@ When the sweep ends, the parent records the best job by ``model.objective`` and
 ends FINISHED; a sweep that stops on an exception ends FAILED, one stopped by
 SIGINT/SIGTERM KILLED, and so do its own children still RUNNING.
 
+Run the same sweep command again after an interrupt or a crash, and it goes on in
+the same parent run: an Optuna sweep (known by ``hydra.sweeper.study_name``) continues
+its study, finished or not; a grid (known by a digest of its experiment and command
+line) continues if it didn't finish, and its jobs that finished are not run again
+(``MLflowLogger.finished_twin``). A grid that finished runs anew, in a new parent.
+
 What it reads from the sweep's config: ``logger.mlflow`` (store and experiment; no
 ``logger.mlflow``, no tracking), ``model.objective`` (``{metric, mode}``) and
-``hydra.sweeper.study_name``: a sweep with a study name (Optuna) continues the
-parent run of an earlier sweep of that study when run again; any other sweep gets
-a new parent.
+``hydra.sweeper.study_name``.
 """
 
 import atexit
+import hashlib
+import json
 import math
 import os
 import sys
-import uuid
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -58,7 +63,7 @@ class SweepRun(Callback):
         self.tracking_uri = mlflow_cfg.tracking_uri
         self.experiment_name = mlflow_cfg.experiment_name
         self.objective = OmegaConf.to_container(config.model.objective, resolve=True)
-        self.sweep_id = OmegaConf.select(config, "hydra.sweeper.study_name")
+        self.study_name = OmegaConf.select(config, "hydra.sweeper.study_name")
         self.sweep_dir = str(Path(config.hydra.sweep.dir).resolve())
         try:
             with reachable_store(self.tracking_uri):
@@ -85,23 +90,23 @@ class SweepRun(Callback):
             "launcher": OmegaConf.to_container(config.hydra.launcher, resolve=True),
             "overrides": list(config.hydra.overrides.task),
         }
-        if self.sweep_id:
-            self._sweep_id = self.sweep_id
-            earlier = client.search_runs(
-                [experiment],
-                filter_string=f"tags.`{SWEEP_ID_TAG}` = '{self.sweep_id}' and tags.`{ROLE_TAG}` = 'parent'",
-                order_by=["attributes.start_time DESC"],
-                max_results=1,
-            )
-            if earlier:
-                run_id = earlier[0].info.run_id
-                client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-                client.set_tag(run_id, DIR_TAG, self.sweep_dir)
-                client.log_text(run_id, OmegaConf.to_yaml(sweep), f"sweep/{Path(self.sweep_dir).name}.yaml")
-                print(f"Continuing the MLflow sweep run {run_id} of sweep {self.sweep_id}")
-                return run_id
-        else:
-            self._sweep_id = f"{Path(self.sweep_dir).name}-{uuid.uuid4().hex[:6]}"
+        # what makes two invocations the same sweep: the Optuna study, or for a grid its command line
+        grid = json.dumps([self.experiment_name, sweep["sweeper"].get("_target_"), sorted(sweep["overrides"])])
+        self._sweep_id = self.study_name or f"grid-{hashlib.sha1(grid.encode()).hexdigest()[:10]}"
+        earlier = client.search_runs(
+            [experiment],
+            filter_string=f"tags.`{SWEEP_ID_TAG}` = '{self._sweep_id}' and tags.`{ROLE_TAG}` = 'parent'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        # a study goes on from wherever it is; a grid is resumed only if it didn't finish (else: run it anew)
+        if earlier and (self.study_name or earlier[0].info.status != "FINISHED"):
+            run_id = earlier[0].info.run_id
+            client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            client.set_tag(run_id, DIR_TAG, self.sweep_dir)
+            client.log_text(run_id, OmegaConf.to_yaml(sweep), f"sweep/{Path(self.sweep_dir).name}.yaml")
+            print(f"Continuing the MLflow sweep run {run_id} of sweep {self._sweep_id}")
+            return run_id
         run = client.create_run(
             experiment,
             run_name=f"sweep {self._sweep_id}",
