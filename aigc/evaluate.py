@@ -3,6 +3,7 @@
     python -m aigc.evaluate run_id=<id>                    # the run's last checkpoint
     python -m aigc.evaluate run_id=<id> checkpoint=best
     python -m aigc.evaluate ckpt_path=logs/train/runs/<time>/checkpoints/last.ckpt
+    python -m aigc.evaluate run_id=<id> trainer=ddp_cpu      # on 2 processes: the same scores
 
 The checkpoint carries the run's resolved config and its MLflow run id, so
 nothing else is needed. Scores are logged as ``test/*`` metrics; metric settings
@@ -11,10 +12,8 @@ are overrides as in training (``metrics.num_samples=10000``).
 
 import sys
 import tempfile
-from pathlib import Path
 
 import hydra
-import lightning as L
 import torch
 from hydra.utils import instantiate
 from mlflow import MlflowClient
@@ -50,14 +49,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         model = instantiate(run_cfg.model, _convert_="all")
         datamodule = instantiate(run_cfg.data, _convert_="all")
         callbacks = [instantiate(c) for c in (run_cfg.get("callbacks") or {}).values()]
-        trainer = L.Trainer(
-            accelerator=run_cfg.trainer.get("accelerator", "auto"),
-            devices=1,
-            logger=logger or False,
-            callbacks=callbacks,
-            default_root_dir=str(Path(cfg.paths.output_dir)),
-        )
+        trainer = instantiate(cfg.trainer, logger=logger or False, callbacks=callbacks)
         (scores,) = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    for name, value in sorted(scores.items()):
+        print(f"{name} = {value:.6g}")
     if logger is not None:  # scoring a run doesn't change how it ended
         client.set_terminated(run_id, status.status, end_time=status.end_time)
         print(f"Logged {len(scores)} test metrics into MLflow run {run_id} ({cfg.tracking_uri})")

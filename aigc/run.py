@@ -17,6 +17,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from aigc.callbacks import ConfigSnapshot
@@ -64,25 +65,28 @@ def train(cfg: DictConfig) -> float | None:
         L.seed_everything(cfg.seed, workers=True)
     job = build(cfg)
     hydra_cfg = HydraConfig.get()
-    if job.tracker is not None and (twin := job.tracker.finished_twin()) is not None:
+    # Only rank zero talks to MLflow. Processes that torchrun or SLURM start know their rank from
+    # the environment; workers that Lightning spawns get the logger, run id included, from rank zero.
+    tracker = job.tracker if rank_zero_only.rank == 0 else None
+    if tracker is not None and (twin := tracker.finished_twin()) is not None:
         print(f"This job finished before in the same sweep (MLflow run {twin.info.run_id}): not run again")
         return twin.data.metrics.get(cfg.model.objective.metric)
-    if job.tracker is not None:
-        job.tracker.check_reachable()  # before any data is loaded or step is taken
+    if tracker is not None:
+        tracker.check_reachable()  # before any data is loaded or step is taken
         if hydra_cfg.mode == RunMode.MULTIRUN:
-            job.tracker.set_tags({JOB_TAG: str(hydra_cfg.job.num), DIR_TAG: str(Path(hydra_cfg.sweep.dir).resolve())})
-    with tracked_run(job.tracker):
+            tracker.set_tags({JOB_TAG: str(hydra_cfg.job.num), DIR_TAG: str(Path(hydra_cfg.sweep.dir).resolve())})
+    with tracked_run(tracker):
         job.datamodule.prepare_data()
         job.datamodule.setup("fit")
         source = getattr(job.datamodule, "source", None)
         if source is not None:
             print(f"Data: {source.describe()}")
-        if job.tracker is not None:
-            record_run(job.tracker, job.config, list(hydra_cfg.overrides.task), source, CODE_DIR, job.datamodule.state_dict())
-            print(f"MLflow run {job.tracker.run_id} started in experiment '{job.tracker.experiment_name}'")
+        if tracker is not None:
+            record_run(tracker, job.config, list(hydra_cfg.overrides.task), source, CODE_DIR, job.datamodule.state_dict())
+            print(f"MLflow run {tracker.run_id} started in experiment '{tracker.experiment_name}'")
         job.trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=cfg.get("ckpt_path"))
-    if job.tracker is not None:
-        _print_where(job.tracker)
+    if tracker is not None:
+        _print_where(tracker)
     objective = job.trainer.callback_metrics.get(cfg.model.objective.metric)
     return None if objective is None else float(objective)
 

@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 
+from aigc.distributed import DDPStrategy
 from aigc.run import build, train
 from aigc.tracking import MLflowLogger
 from tests.conftest import CONF_DIR, run_aigc
@@ -94,3 +96,19 @@ def test_bad_override_gives_hydra_error_and_nonzero_exit(tmp_path: Path, overrid
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_slurm_launcher_is_sized_from_the_trainer(compose_cfg):
+    cfg = compose_cfg("hydra/launcher=slurm", "trainer=multinode", "trainer.num_nodes=3", "trainer.devices=4")
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (3, 4, 4)
+
+
+@pytest.mark.parametrize("trainer", ["cpu", "gpu", "ddp", "ddp_cpu", "multinode"])
+def test_trainer_configs_instantiate(compose_cfg, trainer):
+    cfg = compose_cfg(f"trainer={trainer}")
+    if trainer in ("ddp", "ddp_cpu", "multinode"):
+        strategy = instantiate(cfg.trainer.strategy)
+        assert isinstance(strategy, DDPStrategy)
+        assert strategy.process_group_backend == ("gloo" if trainer == "ddp_cpu" else "nccl")

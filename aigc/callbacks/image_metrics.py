@@ -67,7 +67,8 @@ class ImageMetrics(ScoringCallback):
         tags = fidelity_tags(extractors, self.num_samples, len(reference), reference_key, self.inception_weights)
         self.set_tags(trainer, tags)
         metrics = {f"{stage}/{name}": value for name, value in scores.items()}
-        pl_module.log_dict(metrics)
+        # every process scores the same samples from the same seeds, so values agree across processes
+        pl_module.log_dict(metrics, sync_dist=True)
         return metrics
 
     @torch.no_grad()

@@ -15,6 +15,9 @@ from aigc.models.modes import evaluating
 
 
 class GAN(LightningModule):
+    # Each of the two backward passes per batch goes through one net only (aigc/distributed.py).
+    ddp_find_unused_parameters = True
+
     def __init__(
         self,
         generator: nn.Module,
@@ -76,7 +79,7 @@ class GAN(LightningModule):
 
         losses = {"train/loss_g": loss_g.detach(), "train/loss_d": loss_d.detach()}
         self.log_dict(losses, prog_bar=True)
-        self.log_dict({f"{k}_epoch": v for k, v in losses.items()}, on_step=False, on_epoch=True)
+        self.log_dict({f"{k}_epoch": v for k, v in losses.items()}, on_step=False, on_epoch=True, sync_dist=True)
         return losses
 
     def validation_step(self, batch, batch_idx):
@@ -95,6 +98,7 @@ class GAN(LightningModule):
                 f"{stage}/loss_g": self.loss.generator(fake_logits),
             },
             batch_size=real.shape[0],
+            sync_dist=True,  # under DDP: the mean over every process's share of the data
         )
 
     @torch.no_grad()

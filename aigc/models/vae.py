@@ -70,7 +70,7 @@ class VAE(LightningModule):
         losses = self.losses(batch[0])
         logged = {f"train/{name}": value.detach() for name, value in losses.items()}
         self.log_dict(logged, prog_bar=True)
-        self.log_dict({f"{k}_epoch": v for k, v in logged.items()}, on_step=False, on_epoch=True)
+        self.log_dict({f"{k}_epoch": v for k, v in logged.items()}, on_step=False, on_epoch=True, sync_dist=True)
         return losses["loss"]
 
     def validation_step(self, batch, batch_idx):
@@ -92,6 +92,7 @@ class VAE(LightningModule):
                 f"{stage}/kl": losses["kl"],
             },
             batch_size=images.shape[0],
+            sync_dist=True,  # under DDP: the mean over every process's share of the data
         )
 
     @torch.no_grad()

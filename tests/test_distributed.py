@@ -1,0 +1,109 @@
+"""Data-parallel training on this machine's CPU: spawned DDP workers (trainer=ddp_cpu) and two
+torchrun "nodes" on loopback (trainer=multinode). Each job is one output folder and one MLflow run,
+written by rank zero only."""
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import client_for, only_run, run_aigc, user_env
+
+pytestmark = pytest.mark.slow
+ONE_EPOCH = ("debug=fast", "trainer.max_epochs=1")
+
+
+def output_folders(root: Path) -> list[Path]:
+    return [p.parent for p in root.glob("logs/**/.hydra")]
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        ("model=gan", "data.download=false"),  # manual optimization: two backward passes, each through one net
+        ("model=transformer", "data=pydocs"),
+        ("model=lstm", "data=pydocs"),
+    ],
+    ids=["gan", "transformer", "lstm"],
+)
+def test_model_trains_on_two_cpu_processes_into_one_run(tmp_path: Path, model):
+    result = run_aigc(tmp_path, "trainer=ddp_cpu", *model, *ONE_EPOCH)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Starting with 2 processes" in result.stdout + result.stderr
+    run = only_run(client_for(tmp_path))
+    assert run.info.status == "FINISHED"
+    assert run.data.params["trainer.devices"] == "2"
+    objective = run.data.params["model.objective.metric"]
+    assert objective in run.data.metrics
+    assert len(output_folders(tmp_path)) == 1
+
+
+def test_sweep_of_ddp_jobs_is_one_folder_and_one_run_per_job(tmp_path: Path):
+    result = run_aigc(tmp_path, "-m", "model=vae", "model.beta=1,2", "trainer=ddp_cpu", "data.download=false", *ONE_EPOCH)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = client_for(tmp_path)
+    runs = client.search_runs([client.get_experiment_by_name("vae-mnist").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("aigc.sweep.role") == "parent"]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 2 and len(runs) == 3  # no worker started a sweep of its own
+    assert all(c.info.status == "FINISHED" and "val/elbo" in c.data.metrics for c in children)
+    assert sorted(p.name for p in output_folders(tmp_path)) == ["0", "1"]
+
+
+def test_two_torchrun_nodes_train_one_run(tmp_path: Path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    overrides = [
+        "trainer=multinode",
+        "trainer.accelerator=cpu",
+        "trainer.devices=1",
+        "trainer.precision=32-true",
+        "trainer.strategy.process_group_backend=gloo",
+        "model=transformer",
+        "data=pydocs",
+        *ONE_EPOCH,
+        f"hydra.run.dir={tmp_path}/logs/run",  # one folder for the job, whichever node writes
+    ]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+                "--master_addr", "127.0.0.1", "--master_port", str(port)]
+    nodes = [
+        subprocess.Popen([*torchrun, "--node_rank", str(rank), "-m", "aigc.run", *overrides], cwd=tmp_path,
+                         env=user_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for rank in (0, 1)
+    ]
+    outputs = [node.communicate(timeout=300)[0] for node in nodes]
+    for node, output in zip(nodes, outputs):
+        assert node.returncode == 0, output[-3000:]
+    assert "Starting with 2 processes" in outputs[0]
+    assert "MLflow run" in outputs[0] and "MLflow run" not in outputs[1]  # rank zero tracks, alone
+    run = only_run(client_for(tmp_path))
+    assert run.info.status == "FINISHED" and "val/loss" in run.data.metrics
+    assert output_folders(tmp_path) == [tmp_path / "logs/run"]
+
+
+@pytest.mark.parametrize(
+    "model, scores",
+    [
+        (("model=gan", "data.download=false"), ["test/fid_mnist", "test/is_mnist"]),
+        (("model=transformer", "data=pydocs"), ["test/bleu", "test/rouge1", "test/rouge2", "test/rougeL"]),
+    ],
+    ids=["images", "text"],
+)
+def test_scores_are_the_same_on_one_and_two_processes(tmp_path: Path, model, scores):
+    """Every process scores the configured samples and prompts exactly, none padded or repeated."""
+    trained = run_aigc(tmp_path, *model, *ONE_EPOCH, "logger=none")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    (checkpoint,) = tmp_path.glob("logs/**/checkpoints/last.ckpt")
+    printed = {}
+    for trainer in ("cpu", "ddp_cpu"):
+        result = run_aigc(
+            tmp_path, f"ckpt_path={checkpoint}", f"trainer={trainer}", "metrics.num_samples=300",
+            "metrics.num_prompts=6", module="aigc.evaluate",
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        printed[trainer] = dict(line.split(" = ") for line in result.stdout.splitlines() if " = " in line)
+    for name in scores:
+        assert float(printed["ddp_cpu"][name]) == pytest.approx(float(printed["cpu"][name]), rel=1e-5), name
