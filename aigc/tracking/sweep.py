@@ -23,6 +23,7 @@ What it reads from the sweep's config: ``logger.mlflow`` (store and experiment; 
 """
 
 import atexit
+import copy
 import hashlib
 import json
 import math
@@ -31,11 +32,12 @@ import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from mlflow import MlflowClient
 from mlflow.entities import Param, RunStatus
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from aigc.tracking.lifecycle import interrupted_by, raise_on_signals, restore_signals
 from aigc.tracking.logger import SWEEP_ID_TAG
@@ -60,18 +62,21 @@ class SweepRun(Callback):
         mlflow_cfg = OmegaConf.select(config, "logger.mlflow")
         if mlflow_cfg is None:  # logger=none: nothing is tracked
             return
-        self.tracking_uri = mlflow_cfg.tracking_uri
-        self.experiment_name = mlflow_cfg.experiment_name
-        self.objective = OmegaConf.to_container(config.model.objective, resolve=True)
-        self.study_name = OmegaConf.select(config, "hydra.sweeper.study_name")
-        self.sweep_dir = str(Path(config.hydra.sweep.dir).resolve())
+        # Hydra turns a callback's exception into a warning and sweeps on, untracked: stop instead
         try:
+            self.tracking_uri = mlflow_cfg.tracking_uri
+            self.experiment_name = experiment_of_sweep(config)
+            self.objective = OmegaConf.to_container(config.model.objective, resolve=True)
+            self.study_name = OmegaConf.select(config, "hydra.sweeper.study_name")
+            self.sweep_dir = str(Path(config.hydra.sweep.dir).resolve())
             with reachable_store(self.tracking_uri):
                 self._client = MlflowClient(self.tracking_uri)
                 self.run_id = self._open_parent(config)
         except TrackingUnreachable as error:
-            # Hydra turns a callback's exception into a warning and sweeps on: stop the sweep instead
             print(f"Error: {error}", file=sys.stderr)
+            sys.exit(1)
+        except Exception as error:
+            print(f"Error: the sweep's MLflow parent run could not be opened: {type(error).__name__}: {error}", file=sys.stderr)
             sys.exit(1)
         os.environ[PARENT_RUN_ENV] = self.run_id
         self._signal_handlers = raise_on_signals()
@@ -159,3 +164,22 @@ class SweepRun(Callback):
             if run.info.status == "FINISHED" and math.isfinite(run.data.metrics.get(metric, math.nan))
         ]
         return min(scored, key=lambda run: sign * run.data.metrics[metric], default=None)
+
+
+def experiment_of_sweep(config: DictConfig) -> str:
+    """``logger.mlflow.experiment_name`` as a single run would have it, with each swept config-group
+    choice shown as all its options: ``-m model=transformer,lstm data=pydocs`` -> ``transformer+lstm-pydocs``
+    (the sweep's own config holds only the defaults of swept groups)."""
+    choices = dict(config.hydra.runtime.choices)
+    for override in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
+        key = override.get_key_element()
+        if key in choices and override.is_sweep_override() and override.is_discrete_sweep():
+            choices[key] = "+".join(override.sweep_string_iterator())
+    named = copy.deepcopy(config)
+    with read_write(named.hydra), open_dict(named.hydra):
+        named.hydra.runtime.choices = choices
+    HydraConfig.instance().set_config(named)
+    try:
+        return named.logger.mlflow.experiment_name
+    finally:
+        HydraConfig.instance().set_config(config)
