@@ -14,14 +14,19 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
+from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from aigc.callbacks import ConfigSnapshot
+from aigc.callbacks.random_state import RandomState
 from aigc.tracking import MLflowLogger, RunInterrupted, record_run, tracked_run
+from aigc.tracking.record import OVERRIDES_TAG
+from aigc.tracking.resume import CHECKPOINTS_TAG, checkpoint_to_resume
 from aigc.tracking.sweep import DIR_TAG, JOB_TAG
 
 CODE_DIR = Path(__file__).resolve().parents[1]
@@ -49,7 +54,7 @@ def build(cfg: DictConfig) -> Job:
     """Instantiate every group; nothing here knows which model or dataset it builds."""
     config = resolved(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    callbacks.append(ConfigSnapshot(config))
+    callbacks += [ConfigSnapshot(config), RandomState()]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     return Job(
         datamodule=instantiate(cfg.data, _convert_="all"),
@@ -71,10 +76,15 @@ def train(cfg: DictConfig) -> float | None:
     if tracker is not None and (twin := tracker.finished_twin()) is not None:
         print(f"This job finished before in the same sweep (MLflow run {twin.info.run_id}): not run again")
         return twin.data.metrics.get(cfg.model.objective.metric)
+    ckpt_path, run_id = resume_point(cfg, job)
     if tracker is not None:
+        if run_id:
+            tracker.continue_run(run_id)
         tracker.check_reachable()  # before any data is loaded or step is taken
+        tags = {CHECKPOINTS_TAG: str(Path(job.trainer.checkpoint_callback.dirpath).resolve())}
         if hydra_cfg.mode == RunMode.MULTIRUN:
-            tracker.set_tags({JOB_TAG: str(hydra_cfg.job.num), DIR_TAG: str(Path(hydra_cfg.sweep.dir).resolve())})
+            tags |= {JOB_TAG: str(hydra_cfg.job.num), DIR_TAG: str(Path(hydra_cfg.sweep.dir).resolve())}
+        tracker.set_tags(tags)
     with tracked_run(tracker):
         job.datamodule.prepare_data()
         job.datamodule.setup("fit")
@@ -84,11 +94,37 @@ def train(cfg: DictConfig) -> float | None:
         if tracker is not None:
             record_run(tracker, job.config, list(hydra_cfg.overrides.task), source, CODE_DIR, job.datamodule.state_dict())
             print(f"MLflow run {tracker.run_id} started in experiment '{tracker.experiment_name}'")
-        job.trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=cfg.get("ckpt_path"))
+        job.trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=ckpt_path)
     if tracker is not None:
         _print_where(tracker)
     objective = job.trainer.callback_metrics.get(cfg.model.objective.metric)
     return None if objective is None else float(objective)
+
+
+def resume_point(cfg: DictConfig, job: Job) -> tuple[str | None, str | None]:
+    """(checkpoint to restore, MLflow run to continue) for ``resume=<run id>`` or ``ckpt_path=``.
+
+    The checkpoint restores weights, optimizers, schedulers, loop counters and random state; the
+    run continues on the same step axis. The composed config must build the same model and data
+    as the run did: a resume with other overrides would load the checkpoint into the wrong nets.
+    """
+    ckpt_path, run_id = cfg.get("ckpt_path"), cfg.get("resume")
+    if run_id:
+        if job.tracker is None:
+            raise ValueError("resume=<run id> needs the MLflow logger (drop logger=none), or give ckpt_path=")
+        ckpt_path = checkpoint_to_resume(MlflowClient(job.tracker.tracking_uri), run_id, Path(cfg.paths.output_dir))
+    if ckpt_path is None:
+        return None, None
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    built = checkpoint.get(ConfigSnapshot.key, {})
+    for group in ("model", "data"):
+        if built and built[group]["_target_"] != cfg[group]._target_:
+            overrides = MlflowClient(job.tracker.tracking_uri).get_run(run_id).data.tags.get(OVERRIDES_TAG) if run_id else None
+            raise ValueError(
+                f"the checkpoint's {group} is {built[group]['_target_']}, this config's {cfg[group]._target_}: "
+                f"resume with the run's own overrides{f' ({overrides})' if overrides else ''}"
+            )
+    return ckpt_path, run_id or checkpoint.get(ConfigSnapshot.run_key)
 
 
 def _print_where(tracker: MLflowLogger) -> None:

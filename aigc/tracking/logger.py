@@ -15,7 +15,8 @@ SWEEP_ID_TAG = "aigc.sweep.id"
 class MLflowLogger(MLFlowLogger):
     """``parent_run_id`` makes the run a child of that run (a sweep's job): it is filed in the
     parent's experiment, whatever ``experiment_name`` says, so that a sweep over models stays
-    one tree. An empty ``run_name`` leaves the naming to MLflow."""
+    one tree. An empty ``run_name`` leaves the naming to MLflow. ``continue_run`` (resume) logs
+    into an existing run instead of creating one."""
 
     def __init__(
         self,
@@ -35,6 +36,9 @@ class MLflowLogger(MLFlowLogger):
                 **kwargs,
             )
         self._parent_run_id = parent_run_id
+        self._continuing = False
+        # continuing a run: per metric, the last step it already has (points up to it are not logged again)
+        self._logged_until: dict[str, int] = {}
 
     @property
     def tracking_uri(self) -> str:
@@ -49,6 +53,20 @@ class MLflowLogger(MLFlowLogger):
         the URI and the fix (instead of MLflow's minutes of retries)."""
         with reachable_store(self._tracking_uri):
             self._open_run()
+
+    def continue_run(self, run_id: str) -> None:
+        """Log into the existing run ``run_id`` (resuming it) instead of creating one. Points at
+        steps the run already has, logged between its last checkpoint and its end, are not logged
+        again: the resumed training recomputes them, so each step keeps one value."""
+        self._run_id = run_id
+        self._continuing = True
+
+    @rank_zero_only
+    def log_metrics(self, metrics, step: int | None = None) -> None:
+        if self._logged_until and step is not None:
+            metrics = {key: value for key, value in metrics.items() if step > self._logged_until.get(key, -1)}
+        if metrics:
+            super().log_metrics(metrics, step)
 
     def finished_twin(self):
         """In a resumed sweep: the FINISHED run of this same job (same parent, same name), or None.
@@ -80,10 +98,20 @@ class MLflowLogger(MLFlowLogger):
             else:
                 self._experiment_id = experiment_id(self._mlflow_client, self._experiment_name)
         _ = self.experiment
+        if self._continuing:
+            client, run = self._mlflow_client, self._mlflow_client.get_run(self._run_id)
+            self._experiment_name = client.get_experiment(run.info.experiment_id).name
+            self._logged_until = {
+                key: max(point.step for point in client.get_metric_history(self._run_id, key))
+                for key in run.data.metrics
+            }
+            client.update_run(self._run_id, status="RUNNING")
 
     @rank_zero_only
     def log_image(self, key: str, images: list, step: int | None = None) -> None:
         """Log images under ``key`` at ``step`` (MLflow's UI shows them on a step slider)."""
+        if self._logged_until and (step or 0) <= max(self._logged_until.values()):
+            return  # a continued run already has this step's images
         for index, image in enumerate(images):
             name = key if len(images) == 1 else f"{key}_{index}"
             self.experiment.log_image(self.run_id, _as_array(image), key=name, step=step or 0)

@@ -13,6 +13,8 @@ from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, MAX_PARAMS_TAGS_PER_B
 from aigc.data.source import DataSource
 from aigc.tracking.logger import MLflowLogger
 
+OVERRIDES_TAG = "aigc.overrides"
+RESUME_CHANGES_TAG = "aigc.resume.changed"
 MAX_PARAM_CHARS = 500  # MLflow takes 6,000; longer values are unreadable in the UI anyway
 PACKAGES = ("aigc", "torch", "torchvision", "lightning", "hydra-core", "mlflow", "torchmetrics", "torch-fidelity")
 
@@ -27,17 +29,28 @@ def record_run(
 ) -> None:
     """Log params (the flattened resolved config), tags, config artifacts and the dataset input.
 
+    A resumed run keeps its params; a value the resumed config changed (or dropped) is listed in
+    the tag ``aigc.resume.changed`` instead, and the new overrides go to ``config/overrides_resumed.txt``.
+
     ``data_state`` is what the datamodule keeps in checkpoints (e.g. a fitted tokenizer as
     JSON); its string values are saved as ``data/<key>.json`` artifacts too.
     """
     client, run_id = logger.experiment, logger.run_id
-    params = [Param(key, value) for key, value in flatten(config).items()]
-    tags = [RunTag(key, value) for key, value in provenance_tags(code_dir, data).items()]
+    flat = flatten(config)
+    earlier = client.get_run(run_id).data.params  # a resumed run has them already
+    params = [Param(key, value) for key, value in flat.items() if key not in earlier]
+    tags = provenance_tags(code_dir, data) | {OVERRIDES_TAG: " ".join(overrides)}
+    if earlier:
+        # MLflow refuses to change a param: what a resumed run changed is recorded as a tag
+        ours = [key for key in earlier if key.split(".")[0] in config]  # not Lightning's own hparams
+        changed = [f"{key}: {earlier[key]} -> {flat.get(key, '(none)')}" for key in ours if flat.get(key) != earlier[key]]
+        tags[RESUME_CHANGES_TAG] = "; ".join(changed)[:5000] or "(nothing)"
     for start in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):  # the limit counts params and tags
         client.log_batch(run_id, params=params[start : start + MAX_PARAMS_TAGS_PER_BATCH])
-    client.log_batch(run_id, tags=tags)
-    logger.log_text_artifact(_yaml(config), "config/config.yaml")
-    logger.log_text_artifact("\n".join(overrides) + "\n", "config/overrides.txt")
+    client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
+    if not earlier:
+        logger.log_text_artifact(_yaml(config), "config/config.yaml")
+    logger.log_text_artifact("\n".join(overrides) + "\n", "config/overrides_resumed.txt" if earlier else "config/overrides.txt")
     for key, value in (data_state or {}).items():
         if isinstance(value, str):
             logger.log_text_artifact(value, f"data/{key}.json")

@@ -1,5 +1,8 @@
 """Callbacks that break a run on purpose, added by tests with `+callbacks.<name>._target_=failures.<Class>`."""
 
+import os
+import signal
+
 import torch
 from lightning import Callback
 
@@ -24,3 +27,15 @@ class PoisonWeightsAtBatch(Callback):
             with torch.no_grad():
                 for parameter in pl_module.parameters():
                     parameter.fill_(float("nan"))
+
+
+class KillAtBatch(Callback):
+    """SIGKILL at a batch, as the OOM killer or a lost node would: no handler runs, nothing is closed."""
+
+    def __init__(self, epoch: int, batch: int):
+        self.epoch = epoch
+        self.batch = batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            os.kill(os.getpid(), signal.SIGKILL)
