@@ -14,7 +14,7 @@ from lightning import Callback
 
 
 class Throughput(Callback):
-    def __init__(self, out: str, warmup_batches: int = 10):
+    def __init__(self, out: str, warmup_batches: int = 5):
         self.out = Path(out)
         self.warmup_batches = warmup_batches
         self.items = 0
@@ -22,7 +22,7 @@ class Throughput(Callback):
         self.started = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if batch_idx == self.warmup_batches:
+        if batch_idx == self.warmup_batches and self.started is None:
             self.started = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
