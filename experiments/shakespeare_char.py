@@ -106,7 +106,7 @@ def main() -> None:
     if args.only in (None, "bare"):
         rows.append(bare_loop(args.text, args.bare_iters))
 
-    print(f"\n| run | steps | val loss (last) | val loss (best) | ms/iter (median) | tokens/s | wall s |")
+    print("\n| run | steps | val loss (last) | val loss (best) | ms/iter (median) | tokens/s | wall s |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:
         print(

@@ -2,6 +2,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -92,7 +93,27 @@ def client_for(directory: Path) -> MlflowClient:
     return MlflowClient(f"sqlite:///{directory}/mlflow.db")
 
 
+def all_runs(client: MlflowClient) -> list:
+    return [run for exp in client.search_experiments() for run in client.search_runs([exp.experiment_id])]
+
+
 def only_run(client: MlflowClient):
-    runs = [run for exp in client.search_experiments() for run in client.search_runs([exp.experiment_id])]
+    runs = all_runs(client)
     assert len(runs) == 1, f"expected one run, found {len(runs)}"
     return runs[0]
+
+
+def interrupt_when(process: subprocess.Popen, folder: Path, ready, signum: int, what: str, timeout: float = 180) -> str:
+    """Send ``signum`` to ``process`` once ``ready(client)`` holds for the store in ``folder``
+    (polled); returns what the process printed."""
+    try:
+        client = client_for(folder)
+        deadline = time.monotonic() + timeout
+        while not ((folder / "mlflow.db").exists() and ready(client)):
+            if time.monotonic() > deadline or process.poll() is not None:
+                pytest.fail(f"{what} never happened")
+            time.sleep(0.3)
+        process.send_signal(signum)
+        return process.communicate(timeout=120)[0]
+    finally:
+        process.kill()

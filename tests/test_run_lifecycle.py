@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import client_for, only_run, run_aigc, start_aigc
+from tests.conftest import all_runs, client_for, interrupt_when, only_run, run_aigc, start_aigc
 
 pytestmark = pytest.mark.slow
 FAST = ("debug=fast", "data.download=false")
@@ -44,21 +44,13 @@ def test_non_finite_loss_stops_training_and_fails_the_run(tmp_path: Path):
 
 def test_sigterm_leaves_run_killed(tmp_path: Path):
     process = start_aigc(tmp_path, "data.download=false", "trainer.max_epochs=50", "trainer.log_every_n_steps=1")
-    try:
-        client = client_for(tmp_path)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # wait until training has logged something
-            time.sleep(1)
-            if (tmp_path / "mlflow.db").exists():
-                runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
-                if runs and client.get_metric_history(runs[0].info.run_id, "train/loss_g"):
-                    break
-        else:
-            pytest.fail("training never logged a loss")
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=60)
-    finally:
-        process.kill()
+
+    def logged_a_loss(client) -> bool:
+        runs = all_runs(client)
+        return bool(runs and client.get_metric_history(runs[0].info.run_id, "train/loss_g"))
+
+    output = interrupt_when(process, tmp_path, logged_a_loss, signal.SIGTERM, "a logged loss")
+    client = client_for(tmp_path)
     assert process.returncode != 0
     assert "Stopped by SIGTERM" in output
     assert only_run(client).info.status == "KILLED"

@@ -3,7 +3,6 @@ study that survives an interrupt, and parallel writers that lose nothing."""
 
 import math
 import signal
-import time
 from pathlib import Path
 
 import optuna
@@ -14,14 +13,10 @@ from mlflow.entities import Run
 from omegaconf import OmegaConf
 
 from hydra_plugins.aigc_optuna_sweeper.optuna_sweeper import search_space
-from tests.conftest import client_for, run_aigc, start_aigc
+from tests.conftest import all_runs, client_for, interrupt_when, run_aigc, start_aigc
 
 # a GPT trial of a few batches on pydocs (ships with Python)
 LM_TRIAL = ("debug=fast",)
-
-
-def all_runs(client: MlflowClient) -> list[Run]:
-    return [run for exp in client.search_experiments() for run in client.search_runs([exp.experiment_id])]
 
 
 def parents_and_children(client: MlflowClient) -> tuple[list[Run], list[Run]]:
@@ -81,21 +76,11 @@ def test_basic_sweep_is_one_parent_run_with_a_child_per_job(vae_sweep: Path):
 def interrupt_during_second_job(folder: Path, *command: str) -> None:
     """Start the sweep, press Ctrl-C while its job 1 runs; the sweep exits 130."""
     process = start_aigc(folder, *command)
-    try:
-        client = client_for(folder)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            time.sleep(0.3)
-            if (folder / "mlflow.db").exists() and any(
-                r.data.tags.get("aigc.sweep.job") == "1" and r.info.status == "RUNNING" for r in all_runs(client)
-            ):
-                break
-        else:
-            pytest.fail("the second job never started")
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=120)
-    finally:
-        process.kill()
+
+    def second_job_running(client) -> bool:
+        return any(r.data.tags.get("aigc.sweep.job") == "1" and r.info.status == "RUNNING" for r in all_runs(client))
+
+    output = interrupt_when(process, folder, second_job_running, signal.SIGINT, "the second job")
     assert process.returncode == 130, output[-3000:]
 
 
