@@ -19,8 +19,9 @@ install: $(STAMP)
 run: install
 	$(BIN)/python -m aigc.run $(ARGS)
 
+# two pytest workers: most tests wait on subprocesses (python -m aigc.run), 9.5 -> 7 minutes on 2 cores
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 clean:
 	rm -rf $(VENV) logs mlflow.db mlartifacts
