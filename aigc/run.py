@@ -55,7 +55,11 @@ def build(cfg: DictConfig) -> Job:
     config = resolved(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     callbacks += [ConfigSnapshot(config), RandomState()]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    # Only rank zero talks to MLflow: processes that torchrun or SLURM start as other ranks know
+    # their rank from the environment and get no logger; workers that Lightning spawns get rank
+    # zero's logger (run id included) and log nothing through it.
+    on_rank_zero = rank_zero_only.rank == 0
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()] if on_rank_zero else []
     return Job(
         datamodule=instantiate(cfg.data, _convert_="all"),
         model=instantiate(cfg.model, _convert_="all"),
@@ -70,13 +74,11 @@ def train(cfg: DictConfig) -> float | None:
         L.seed_everything(cfg.seed, workers=True)
     job = build(cfg)
     hydra_cfg = HydraConfig.get()
-    # Only rank zero talks to MLflow. Processes that torchrun or SLURM start know their rank from
-    # the environment; workers that Lightning spawns get the logger, run id included, from rank zero.
-    tracker = job.tracker if rank_zero_only.rank == 0 else None
+    tracker = job.tracker
     if tracker is not None and (twin := tracker.finished_twin()) is not None:
         print(f"This job finished before in the same sweep (MLflow run {twin.info.run_id}): not run again")
         return twin.data.metrics.get(cfg.model.objective.metric)
-    ckpt_path, run_id = resume_point(cfg, job)
+    ckpt_path, run_id = resume_point(cfg)
     if tracker is not None:
         if run_id:
             tracker.continue_run(run_id)
@@ -101,7 +103,7 @@ def train(cfg: DictConfig) -> float | None:
     return None if objective is None else float(objective)
 
 
-def resume_point(cfg: DictConfig, job: Job) -> tuple[str | None, str | None]:
+def resume_point(cfg: DictConfig) -> tuple[str | None, str | None]:
     """(checkpoint to restore, MLflow run to continue) for ``resume=<run id>`` or ``ckpt_path=``.
 
     The checkpoint restores weights, optimizers, schedulers, loop counters and random state; the
@@ -109,17 +111,18 @@ def resume_point(cfg: DictConfig, job: Job) -> tuple[str | None, str | None]:
     as the run did: a resume with other overrides would load the checkpoint into the wrong nets.
     """
     ckpt_path, run_id = cfg.get("ckpt_path"), cfg.get("resume")
+    tracking_uri = OmegaConf.select(cfg, "logger.mlflow.tracking_uri")
     if run_id:
-        if job.tracker is None:
+        if tracking_uri is None:
             raise ValueError("resume=<run id> needs the MLflow logger (drop logger=none), or give ckpt_path=")
-        ckpt_path = checkpoint_to_resume(MlflowClient(job.tracker.tracking_uri), run_id, Path(cfg.paths.output_dir))
+        ckpt_path = checkpoint_to_resume(MlflowClient(tracking_uri), run_id, Path(cfg.paths.output_dir))
     if ckpt_path is None:
         return None, None
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     built = checkpoint.get(ConfigSnapshot.key, {})
     for group in ("model", "data"):
         if built and built[group]["_target_"] != cfg[group]._target_:
-            overrides = MlflowClient(job.tracker.tracking_uri).get_run(run_id).data.tags.get(OVERRIDES_TAG) if run_id else None
+            overrides = MlflowClient(tracking_uri).get_run(run_id).data.tags.get(OVERRIDES_TAG) if run_id else None
             raise ValueError(
                 f"the checkpoint's {group} is {built[group]['_target_']}, this config's {cfg[group]._target_}: "
                 f"resume with the run's own overrides{f' ({overrides})' if overrides else ''}"
