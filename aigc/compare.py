@@ -9,13 +9,13 @@ sweep they are logged to the parent run under ``compare/``.
 """
 
 import csv
-import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from aigc.console import one_line_errors
 from aigc.tracking import comparison
 
 
@@ -50,11 +50,8 @@ def compare(cfg: DictConfig) -> comparison.Comparison:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="compare")
 def main(cfg: DictConfig) -> None:
-    try:
+    with one_line_errors():
         compare(cfg)
-    except Exception as error:
-        print(f"\nError: {type(error).__name__}: {error}", file=sys.stderr)
-        sys.exit(1)
 
 
 if __name__ == "__main__":

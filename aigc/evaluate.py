@@ -10,7 +10,6 @@ nothing else is needed. Scores are logged as ``test/*`` metrics; metric settings
 are overrides as in training (``metrics.num_samples=10000``).
 """
 
-import sys
 import tempfile
 
 import hydra
@@ -20,6 +19,7 @@ from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from aigc.callbacks import ConfigSnapshot
+from aigc.console import one_line_errors
 from aigc.tracking import MLflowLogger
 from aigc.tracking.checkpoints import checkpoint_of_run
 
@@ -61,11 +61,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    try:
+    with one_line_errors():
         evaluate(cfg)
-    except Exception as error:
-        print(f"\nError: {type(error).__name__}: {error}", file=sys.stderr)
-        sys.exit(1)
 
 
 if __name__ == "__main__":

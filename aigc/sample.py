@@ -4,7 +4,6 @@
     python -m aigc.sample ckpt_path=logs/train/runs/<time>/checkpoints/last.ckpt prompt="def " temperature=0
 """
 
-import sys
 import tempfile
 
 import hydra
@@ -14,6 +13,7 @@ from mlflow import MlflowClient
 from omegaconf import DictConfig
 
 from aigc.callbacks import ConfigSnapshot
+from aigc.console import one_line_errors
 from aigc.data.text import TextDataModule
 from aigc.data.tokenizers import load_tokenizer
 from aigc.tracking.checkpoints import checkpoint_of_run
@@ -51,11 +51,8 @@ def sample(cfg: DictConfig) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="sample")
 def main(cfg: DictConfig) -> None:
-    try:
+    with one_line_errors():
         print(sample(cfg))
-    except Exception as error:
-        print(f"\nError: {type(error).__name__}: {error}", file=sys.stderr)
-        sys.exit(1)
 
 
 if __name__ == "__main__":

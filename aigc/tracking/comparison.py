@@ -17,7 +17,7 @@ from mlflow.entities import Run
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from aigc.tracking.store import sqlite_path
-from aigc.tracking.sweep import JOB_TAG, ROLE_TAG
+from aigc.tracking.sweep import JOB_TAG, ROLE_TAG, best_run
 
 OBJECTIVE_PARAMS = ("model.objective.metric", "model.objective.mode")
 # params that differ between runs without being choices of the experimenter
@@ -38,9 +38,7 @@ class Comparison:
 
     @property
     def best(self) -> Run | None:
-        sign = 1 if self.mode == "min" else -1
-        scored = [run for run in self.runs if math.isfinite(self.final(run))]
-        return min(scored, key=lambda run: sign * self.final(run), default=None)
+        return best_run(self.runs, self.metric, self.mode)
 
 
 def open_store(tracking_uri: str) -> MlflowClient:

@@ -35,7 +35,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from mlflow import MlflowClient
-from mlflow.entities import Param, RunStatus
+from mlflow.entities import Param, Run, RunStatus
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
@@ -109,24 +109,24 @@ class SweepRun(Callback):
             run_id = earlier[0].info.run_id
             client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
             client.set_tag(run_id, DIR_TAG, self.sweep_dir)
-            client.log_text(run_id, OmegaConf.to_yaml(sweep), f"sweep/{Path(self.sweep_dir).name}.yaml")
             print(f"Continuing the MLflow sweep run {run_id} of sweep {self._sweep_id}")
-            return run_id
-        run = client.create_run(
-            experiment,
-            run_name=f"sweep {self._sweep_id}",
-            tags={
-                SWEEP_ID_TAG: self._sweep_id,
-                ROLE_TAG: "parent",
-                DIR_TAG: self.sweep_dir,
-                "aigc.sweep.objective": f"{self.objective['mode']} {self.objective['metric']}",
-                "aigc.sweep.overrides": " ".join(sweep["overrides"]),
-            },
-        )
-        params = [Param(key, value) for key, value in flatten({"sweeper": sweep["sweeper"]}).items()]
-        client.log_batch(run.info.run_id, params=params[:100])
-        client.log_text(run.info.run_id, OmegaConf.to_yaml(sweep), f"sweep/{Path(self.sweep_dir).name}.yaml")
-        return run.info.run_id
+        else:
+            run_id = client.create_run(
+                experiment,
+                run_name=f"sweep {self._sweep_id}",
+                tags={
+                    SWEEP_ID_TAG: self._sweep_id,
+                    ROLE_TAG: "parent",
+                    DIR_TAG: self.sweep_dir,
+                    "aigc.sweep.objective": f"{self.objective['mode']} {self.objective['metric']}",
+                    "aigc.sweep.overrides": " ".join(sweep["overrides"]),
+                },
+            ).info.run_id
+            params = [Param(key, value) for key, value in flatten({"sweeper": sweep["sweeper"]}).items()]
+            client.log_batch(run_id, params=params[:100])
+        # one file per invocation: a resumed sweep keeps the config of every start
+        client.log_text(run_id, OmegaConf.to_yaml(sweep), f"sweep/{Path(self.sweep_dir).name}.yaml")
+        return run_id
 
     def _end_unfinished(self) -> None:
         """At exit, for a sweep that never reached ``on_multirun_end``."""
@@ -146,8 +146,9 @@ class SweepRun(Callback):
         for child in children:  # jobs of this sweep that a signal or a crash left RUNNING
             if child.info.status == "RUNNING" and child.data.tags.get(DIR_TAG) == self.sweep_dir:
                 client.set_terminated(child.info.run_id, status if status != "FINISHED" else "FAILED")
-        best = self._best(children)
         metric = self.objective["metric"]
+        finished = [run for run in children if run.info.status == "FINISHED"]
+        best = best_run(finished, metric, self.objective["mode"])
         if best is not None:
             client.set_tag(run_id, BEST_RUN_TAG, best.info.run_id)
             client.set_tag(run_id, "aigc.sweep.best_run_name", best.info.run_name)
@@ -156,14 +157,13 @@ class SweepRun(Callback):
         client.set_terminated(run_id, status)
         print(f"MLflow sweep run {run_id} ended {status} with {len(children)} child runs")
 
-    def _best(self, children: list):
-        metric, sign = self.objective["metric"], 1 if self.objective["mode"] == "min" else -1
-        scored = [
-            run
-            for run in children
-            if run.info.status == "FINISHED" and math.isfinite(run.data.metrics.get(metric, math.nan))
-        ]
-        return min(scored, key=lambda run: sign * run.data.metrics[metric], default=None)
+
+
+def best_run(runs: list[Run], metric: str, mode: str) -> Run | None:
+    """The run with the lowest (``mode="min"``) or highest final ``metric``; runs without a finite one don't count."""
+    sign = 1 if mode == "min" else -1
+    scored = [run for run in runs if math.isfinite(run.data.metrics.get(metric, math.nan))]
+    return min(scored, key=lambda run: sign * run.data.metrics[metric], default=None)
 
 
 def experiment_of_sweep(config: DictConfig) -> str:
