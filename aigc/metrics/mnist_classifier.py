@@ -79,7 +79,8 @@ class MNISTClassifierExtractor(FeatureExtractorBase):
 
     def __init__(self, name: str, features_list: list[str], **kwargs):
         super().__init__(name, features_list)
-        self.classifier = load_classifier()
+        # channels-last convolutions run about twice as fast on CPU, for the same results
+        self.classifier = load_classifier().to(memory_format=torch.channels_last)
 
     @staticmethod
     def get_provided_features_list():
@@ -104,7 +105,7 @@ class MNISTClassifierExtractor(FeatureExtractorBase):
             f"Expecting images of shape (N, 1 or 3, 28, 28), got {tuple(images.shape)}",
         )
         pixels = images.float().mean(dim=1, keepdim=True) / 127.5 - 1  # the datamodules' [-1, 1]
-        features = self.classifier.features(pixels)
+        features = self.classifier.features(pixels.contiguous(memory_format=torch.channels_last))
         outputs = {FEATURES: features, "logits_unbiased": self.classifier.classify(features)}
         return tuple(outputs[name].double() for name in self.features_list)
 
