@@ -24,6 +24,15 @@ def test_language_model_run_logs_text_metrics_and_samples_from_the_store(tmp_pat
     assert tags["metrics.text.num_prompts"] == "4" and tags["metrics.text.prompt_tokens"] == "16"
     assert "tok:13a" in tags["metrics.text.bleu_signature"]
     run_id = run.info.run_id
+
+    # debug=fast: 2 epochs of 3 batches, every step logged; each epoch's loss is its steps' mean
+    steps = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "train/loss"))
+    epochs = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "train/loss_epoch"))
+    assert [step for step, _ in steps] == list(range(6)) and len(epochs) == 2
+    for epoch, (_, loss) in enumerate(epochs):
+        assert loss == pytest.approx(sum(v for _, v in steps[3 * epoch : 3 * epoch + 3]) / 3, rel=1e-5)
+    rates = client.get_metric_history(run_id, "train/tokens_per_sec")
+    assert sorted(m.step for m in rates) == list(range(6)) and all(m.value > 0 for m in rates)
     samples = [a.path for a in client.list_artifacts(run_id, "samples")]
     assert len(samples) == 2 and all(p.endswith(".txt") for p in samples)
     assert "data/tokenizer.json" in {a.path for a in client.list_artifacts(run_id, "data")}
