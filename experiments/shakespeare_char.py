@@ -54,9 +54,8 @@ def aigc_runs(text: Path, *overrides: str) -> list[dict]:
         runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
         rows = []
         for run in sorted((r for r in runs if "val/loss" in r.data.metrics), key=lambda r: r.info.start_time):
-            history = lambda key: sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)  # noqa: E731
-            val = history("val/loss")
-            rates = history("train/tokens_per_sec_epoch")
+            val = metric_history(client, run.info.run_id, "val/loss")
+            rates = metric_history(client, run.info.run_id, "train/tokens_per_sec_epoch")
             rows.append({
                 "seed": run.data.params.get("seed"),
                 "val_loss": val[-1].value,
@@ -68,6 +67,10 @@ def aigc_runs(text: Path, *overrides: str) -> list[dict]:
             })
         print(f"  {' '.join(overrides)}: {len(rows)} run(s) in {wall:.0f} s", flush=True)
         return rows
+
+
+def metric_history(client: MlflowClient, run_id: str, key: str) -> list:
+    return sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
 
 
 class NanoGPTLoop:
