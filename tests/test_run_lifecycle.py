@@ -1,11 +1,16 @@
 """However a run ends, MLflow says so: FINISHED, FAILED or KILLED, never RUNNING."""
 
+import os
 import signal
 import time
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
+from aigc.tracking import MLflowLogger, RunInterrupted, tracked_run
 from tests.conftest import all_runs, client_for, interrupt_when, only_run, run_aigc, start_aigc
 
 pytestmark = pytest.mark.slow
@@ -71,3 +76,29 @@ def test_tracking_uri_from_environment_is_used(tmp_path: Path):
     result = run_aigc(tmp_path, *FAST, "trainer.max_epochs=1", env={"MLFLOW_TRACKING_URI": f"sqlite:///{store}"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert store.exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_ctrl_c_in_the_middle_of_a_store_write_still_ends_the_run_killed(tmp_path: Path):
+    # Raised inside the write's transaction, the interrupt used to leave this process holding
+    # SQLite's lock: the KILLED status then failed with "database is locked", the run stayed RUNNING.
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    logger = MLflowLogger(tracking_uri=uri, experiment_name="interrupted")
+    logger.check_reachable()
+    pressed = []
+
+    def ctrl_c_during_the_first_query(conn, cursor, statement, *args):
+        if statement.startswith("SELECT") and not pressed:
+            pressed.append(statement)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    event.listen(Engine, "after_cursor_execute", ctrl_c_during_the_first_query)
+    try:
+        with pytest.raises(RunInterrupted), tracked_run(logger):
+            logger.log_metrics({"train/loss": 1.5}, step=0)
+            logger.log_metrics({"train/loss": 1.0}, step=1)
+    finally:
+        event.remove(Engine, "after_cursor_execute", ctrl_c_during_the_first_query)
+    assert pressed
+    run = MlflowClient(uri).get_run(logger.run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.metrics == {"train/loss": 1.5}  # the write under way when Ctrl-C came completed

@@ -1,11 +1,15 @@
 """How a tracked run ends: FINISHED, FAILED (exception) or KILLED (signal); never left RUNNING."""
 
+from __future__ import annotations
+
 import signal
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from aigc.tracking.logger import MLflowLogger
+if TYPE_CHECKING:  # the logger holds its writes back from signals with `uninterrupted`, from here
+    from aigc.tracking.logger import MLflowLogger
 
 
 class RunInterrupted(BaseException):
@@ -18,11 +22,34 @@ class RunInterrupted(BaseException):
 
 
 _received: list[str] = []  # signals this process got, for code that ends runs after the fact (atexit)
+_held: list[int] = []  # signals that arrived during a store write, raised when it ends
+_writes_in_progress = 0
 
 
 def _raise_interrupted(signum, frame):
     _received.append(signal.Signals(signum).name)
+    if _writes_in_progress:
+        _held.append(signum)
+        return
     raise RunInterrupted(signum)
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """A store write in progress finishes before ``RunInterrupted`` is raised. Raised in the
+    middle of an SQLite transaction, it would leave the transaction open and this process
+    holding the database's lock: every later write, the run's KILLED status included, would
+    then fail with "database is locked"."""
+    global _writes_in_progress
+    _writes_in_progress += 1
+    try:
+        yield
+    finally:
+        _writes_in_progress -= 1
+        if not _writes_in_progress and _held:
+            signum = _held.pop()
+            _held.clear()
+            raise RunInterrupted(signum)
 
 
 def raise_on_signals() -> dict:

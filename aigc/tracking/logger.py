@@ -2,11 +2,15 @@
 text artifacts, artifacts stored beside a local SQLite store, a reachability
 check before any training starts, and membership of a sweep's parent run."""
 
+import functools
+
 import numpy as np
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
+from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from aigc.tracking.lifecycle import uninterrupted
 from aigc.tracking.store import default_artifact_location, experiment_id, opening_store, reachable_store
 
 SWEEP_ID_TAG = "aigc.sweep.id"
@@ -35,6 +39,8 @@ class MLflowLogger(MLFlowLogger):
                 run_name=run_name or None,
                 **kwargs,
             )
+        # every call Lightning and this class make to the store completes before Ctrl-C acts
+        self._mlflow_client = UninterruptedClient(self._mlflow_client)
         self._parent_run_id = parent_run_id
         self._continuing = False
         # continuing a run: per metric, the last step it already has (points up to it are not logged again)
@@ -135,6 +141,28 @@ class MLflowLogger(MLFlowLogger):
         if store.startswith(("http://", "https://")):
             return f"open {store}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
         return f"mlflow ui --backend-store-uri {store} --host 127.0.0.1 --port 5000"
+
+
+class UninterruptedClient:
+    """An MlflowClient whose calls run under ``lifecycle.uninterrupted``: a signal that
+    arrives during one takes effect when it returns, never inside a database transaction."""
+
+    def __init__(self, client: MlflowClient):
+        self._client = client
+
+    def __getattr__(self, name: str):
+        if name == "_client":  # while unpickling, before __init__'s attribute exists
+            raise AttributeError(name)
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def call(*args, **kwargs):
+            with uninterrupted():
+                return attribute(*args, **kwargs)
+
+        return call
 
 
 def _as_array(image) -> np.ndarray:

@@ -40,7 +40,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from aigc.tracking.lifecycle import interrupted_by, raise_on_signals, restore_signals
-from aigc.tracking.logger import SWEEP_ID_TAG
+from aigc.tracking.logger import SWEEP_ID_TAG, UninterruptedClient
 from aigc.tracking.record import flatten
 from aigc.tracking.store import TrackingUnreachable, experiment_id, reachable_store
 
@@ -70,7 +70,7 @@ class SweepRun(Callback):
             self.study_name = OmegaConf.select(config, "hydra.sweeper.study_name")
             self.sweep_dir = str(Path(config.hydra.sweep.dir).resolve())
             with reachable_store(self.tracking_uri):
-                self._client = MlflowClient(self.tracking_uri)
+                self._client = UninterruptedClient(MlflowClient(self.tracking_uri))
                 self.run_id = self._open_parent(config)
         except TrackingUnreachable as error:
             print(f"Error: {error}", file=sys.stderr)
