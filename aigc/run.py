@@ -111,18 +111,20 @@ def resume_point(cfg: DictConfig) -> tuple[str | None, str | None]:
     as the run did: a resume with other overrides would load the checkpoint into the wrong nets.
     """
     ckpt_path, run_id = cfg.get("ckpt_path"), cfg.get("resume")
-    tracking_uri = OmegaConf.select(cfg, "logger.mlflow.tracking_uri")
+    client = None
     if run_id:
+        tracking_uri = OmegaConf.select(cfg, "logger.mlflow.tracking_uri")
         if tracking_uri is None:
             raise ValueError("resume=<run id> needs the MLflow logger (drop logger=none), or give ckpt_path=")
-        ckpt_path = checkpoint_to_resume(MlflowClient(tracking_uri), run_id, Path(cfg.paths.output_dir))
+        client = MlflowClient(tracking_uri)
+        ckpt_path = checkpoint_to_resume(client, run_id, Path(cfg.paths.output_dir))
     if ckpt_path is None:
         return None, None
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     built = checkpoint.get(ConfigSnapshot.key, {})
     for group in ("model", "data"):
         if built and built[group]["_target_"] != cfg[group]._target_:
-            overrides = MlflowClient(tracking_uri).get_run(run_id).data.tags.get(OVERRIDES_TAG) if run_id else None
+            overrides = client.get_run(run_id).data.tags.get(OVERRIDES_TAG) if client is not None else None
             raise ValueError(
                 f"the checkpoint's {group} is {built[group]['_target_']}, this config's {cfg[group]._target_}: "
                 f"resume with the run's own overrides{f' ({overrides})' if overrides else ''}"

@@ -158,7 +158,6 @@ class SweepRun(Callback):
         print(f"MLflow sweep run {run_id} ended {status} with {len(children)} child runs")
 
 
-
 def best_run(runs: list[Run], metric: str, mode: str) -> Run | None:
     """The run with the lowest (``mode="min"``) or highest final ``metric``; runs without a finite one don't count."""
     sign = 1 if mode == "min" else -1
