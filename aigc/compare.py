@@ -17,10 +17,11 @@ from omegaconf import DictConfig
 
 from aigc.console import one_line_errors
 from aigc.tracking import comparison
+from aigc.tracking.store import open_store
 
 
 def compare(cfg: DictConfig) -> comparison.Comparison:
-    client = comparison.open_store(cfg.tracking_uri)
+    client = open_store(cfg.tracking_uri)
     found = comparison.select(client, cfg.experiment_name, cfg.run_id, cfg.metric, cfg.mode)
     rows = comparison.table(found, client)
     print(comparison.format_table(rows))

@@ -13,42 +13,44 @@ are overrides as in training (``metrics.num_samples=10000``).
 import tempfile
 
 import hydra
-import torch
 from hydra.utils import instantiate
-from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from aigc.callbacks import ConfigSnapshot
 from aigc.console import one_line_errors
+from aigc.stored import instantiate_stored, read_checkpoint
 from aigc.tracking import MLflowLogger
 from aigc.tracking.checkpoints import checkpoint_of_run
+from aigc.tracking.store import open_store, stored_run
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     if not (cfg.run_id or cfg.ckpt_path):
         raise ValueError("say which model to score: run_id=<mlflow run id> or ckpt_path=<checkpoint file>")
-    client = MlflowClient(cfg.tracking_uri)
+    client = open_store(cfg.tracking_uri) if cfg.run_id else None
     with tempfile.TemporaryDirectory() as folder:
         ckpt_path = cfg.ckpt_path or checkpoint_of_run(client, cfg.run_id, cfg.checkpoint, folder)
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        # the run's model and data; today's callbacks, metric settings and paths
-        run_cfg = OmegaConf.merge(
-            checkpoint[ConfigSnapshot.key],
-            {"callbacks": cfg.callbacks, "metrics": cfg.metrics, "paths": cfg.paths},
-        )
+        checkpoint = read_checkpoint(ckpt_path)
+        # the run's model and data (untrusted: rebuilt from allowed classes only); today's
+        # callbacks, metric settings and paths
+        run_cfg = OmegaConf.create(checkpoint.get(ConfigSnapshot.key) or {})
+        if not {"model", "data", "logger"} <= set(run_cfg):
+            raise ValueError(f"{ckpt_path} holds no aigc run config (aigc_config): it was not written by aigc.run")
+        run_cfg.merge_with({"callbacks": cfg.callbacks, "metrics": cfg.metrics, "paths": cfg.paths})
         run_id = cfg.run_id or checkpoint.get(ConfigSnapshot.run_key)
         logger = None
         if run_id:
-            status = client.get_run(run_id).info
+            client = client or open_store(cfg.tracking_uri)
+            status = stored_run(client, run_id, f"named by {ckpt_path}").info
             logger = MLflowLogger(
                 tracking_uri=cfg.tracking_uri,
                 experiment_name=run_cfg.logger.mlflow.experiment_name,
                 run_id=run_id,
                 log_model=False,
             )
-        model = instantiate(run_cfg.model, _convert_="all")
-        datamodule = instantiate(run_cfg.data, _convert_="all")
-        callbacks = [instantiate(c) for c in (run_cfg.get("callbacks") or {}).values()]
+        model = instantiate_stored(run_cfg.model, f"{ckpt_path}: model", _convert_="all")
+        datamodule = instantiate_stored(run_cfg.data, f"{ckpt_path}: data", _convert_="all")
+        callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
         trainer = instantiate(cfg.trainer, logger=logger or False, callbacks=callbacks)
         (scores,) = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
     for name, value in sorted(scores.items()):

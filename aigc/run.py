@@ -14,19 +14,19 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
-from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from aigc.callbacks import ConfigSnapshot
 from aigc.callbacks.random_state import RandomState
+from aigc.stored import CONFIG_KEY, RUN_KEY, read_checkpoint
 from aigc.tracking import MLflowLogger, RunInterrupted, record_run, tracked_run
-from aigc.tracking.record import OVERRIDES_TAG
+from aigc.tracking.record import OVERRIDES_TAG, recorded_config, typed_overrides
 from aigc.tracking.resume import CHECKPOINTS_TAG, checkpoint_to_resume
+from aigc.tracking.store import open_store, stored_run
 from aigc.tracking.sweep import DIR_TAG, JOB_TAG
 
 CODE_DIR = Path(__file__).resolve().parents[1]
@@ -38,21 +38,12 @@ class Job:
     model: L.LightningModule
     trainer: L.Trainer
     tracker: MLflowLogger | None
-    config: dict  # resolved, plain containers: what params, artifacts and checkpoints record
-
-
-def resolved(cfg: DictConfig) -> dict:
-    """The run's config as plain containers, without Hydra's own node (there when tests compose)."""
-    return {
-        key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
-        for key, value in cfg.items()
-        if key != "hydra"
-    }
+    config: dict  # resolved, env secrets as text, plain containers: what params, artifacts and checkpoints record
 
 
 def build(cfg: DictConfig) -> Job:
     """Instantiate every group; nothing here knows which model or dataset it builds."""
-    config = resolved(cfg)
+    config = recorded_config(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     callbacks += [ConfigSnapshot(config), RandomState()]
     # Only rank zero talks to MLflow: processes that torchrun or SLURM start as other ranks know
@@ -79,11 +70,12 @@ def train(cfg: DictConfig) -> float | None:
         print(f"This job finished before in the same sweep (MLflow run {twin.info.run_id}): not run again")
         return twin.data.metrics.get(cfg.model.objective.metric)
     ckpt_path, run_id = resume_point(cfg)
+    checkpoints = claim_checkpoint_folder(job.trainer)
     if tracker is not None:
         if run_id:
             tracker.continue_run(run_id)
         tracker.check_reachable()  # before any data is loaded or step is taken
-        tags = {CHECKPOINTS_TAG: str(Path(job.trainer.checkpoint_callback.dirpath).resolve())}
+        tags = {CHECKPOINTS_TAG: str(checkpoints)} if checkpoints else {}
         if hydra_cfg.mode == RunMode.MULTIRUN:
             tags |= {JOB_TAG: str(hydra_cfg.job.num), DIR_TAG: str(Path(hydra_cfg.sweep.dir).resolve())}
         tracker.set_tags(tags)
@@ -94,7 +86,8 @@ def train(cfg: DictConfig) -> float | None:
         if source is not None:
             print(f"Data: {source.describe()}")
         if tracker is not None:
-            record_run(tracker, job.config, list(hydra_cfg.overrides.task), source, CODE_DIR, job.datamodule.state_dict())
+            overrides = typed_overrides(hydra_cfg.overrides.task)
+            record_run(tracker, job.config, overrides, source, CODE_DIR, job.datamodule.state_dict())
             print(f"MLflow run {tracker.run_id} started in experiment '{tracker.experiment_name}'")
         job.trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=ckpt_path)
     if tracker is not None:
@@ -103,33 +96,58 @@ def train(cfg: DictConfig) -> float | None:
     return None if objective is None else float(objective)
 
 
+def claim_checkpoint_folder(trainer: L.Trainer) -> Path | None:
+    """Create the run's checkpoint folder, or refuse a folder that exists: it holds another
+    command's checkpoints (two runs given one ``hydra.run.dir``), which this run would overwrite
+    or resume would mistake for its own. Rank zero writes checkpoints; the others don't claim."""
+    callback = trainer.checkpoint_callback
+    if callback is None or callback.dirpath is None or rank_zero_only.rank != 0:
+        return None
+    folder = Path(callback.dirpath).resolve()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        raise FileExistsError(
+            f"the checkpoint folder {folder} exists: another run writes there; give this run its own "
+            "hydra.run.dir (the default names a new folder for every command)"
+        ) from None
+    return folder
+
+
 def resume_point(cfg: DictConfig) -> tuple[str | None, str | None]:
     """(checkpoint to restore, MLflow run to continue) for ``resume=<run id>`` or ``ckpt_path=``.
 
     The checkpoint restores weights, optimizers, schedulers, loop counters and random state; the
     run continues on the same step axis. The composed config must build the same model and data
     as the run did: a resume with other overrides would load the checkpoint into the wrong nets.
+    A checkpoint that another run wrote is never resumed into this one.
     """
     ckpt_path, run_id = cfg.get("ckpt_path"), cfg.get("resume")
-    client = None
+    tracking_uri = OmegaConf.select(cfg, "logger.mlflow.tracking_uri")
+    run = None
     if run_id:
-        tracking_uri = OmegaConf.select(cfg, "logger.mlflow.tracking_uri")
         if tracking_uri is None:
             raise ValueError("resume=<run id> needs the MLflow logger (drop logger=none), or give ckpt_path=")
-        client = MlflowClient(tracking_uri)
-        ckpt_path = checkpoint_to_resume(client, run_id, Path(cfg.paths.output_dir))
-    if ckpt_path is None:
+        client = open_store(tracking_uri)
+        run = stored_run(client, run_id, f"resume={run_id}")
+        ckpt_path, checkpoint = checkpoint_to_resume(client, run, Path(cfg.paths.output_dir) / "resumed_from")
+    elif ckpt_path:
+        checkpoint = read_checkpoint(ckpt_path)
+        run_id = checkpoint.get(RUN_KEY)
+        if run_id and tracking_uri is not None:
+            run = stored_run(open_store(tracking_uri), run_id, f"named by {ckpt_path}; or resume untracked with logger=none")
+    else:
         return None, None
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    built = checkpoint.get(ConfigSnapshot.key, {})
+    built = checkpoint.get(CONFIG_KEY, {})
     for group in ("model", "data"):
         if built and built[group]["_target_"] != cfg[group]._target_:
-            overrides = client.get_run(run_id).data.tags.get(OVERRIDES_TAG) if client is not None else None
+            overrides = run.data.tags.get(OVERRIDES_TAG) if run is not None else None
             raise ValueError(
                 f"the checkpoint's {group} is {built[group]['_target_']}, this config's {cfg[group]._target_}: "
                 f"resume with the run's own overrides{f' ({overrides})' if overrides else ''}"
             )
-    return ckpt_path, run_id or checkpoint.get(ConfigSnapshot.run_key)
+    return ckpt_path, run_id
 
 
 def _print_where(tracker: MLflowLogger) -> None:

@@ -3,10 +3,12 @@ so a checkpoint alone rebuilds its model and finds its run."""
 
 from lightning import Callback
 
+from aigc.stored import CONFIG_KEY, RUN_KEY
+
 
 class ConfigSnapshot(Callback):
-    key = "aigc_config"
-    run_key = "aigc_run_id"
+    key = CONFIG_KEY
+    run_key = RUN_KEY
 
     def __init__(self, config: dict):
         self.config = config  # plain containers only: checkpoints load with torch.load(weights_only=True)

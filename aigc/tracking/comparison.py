@@ -16,7 +16,6 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from aigc.tracking.store import sqlite_path
 from aigc.tracking.sweep import JOB_TAG, ROLE_TAG, best_run
 
 OBJECTIVE_PARAMS = ("model.objective.metric", "model.objective.mode")
@@ -39,16 +38,6 @@ class Comparison:
     @property
     def best(self) -> Run | None:
         return best_run(self.runs, self.metric, self.mode)
-
-
-def open_store(tracking_uri: str) -> MlflowClient:
-    database = sqlite_path(tracking_uri)
-    if database is not None and not database.exists():
-        # MlflowClient would silently create an empty store there
-        raise FileNotFoundError(
-            f"no MLflow store at {database}: run where you trained, or set MLFLOW_TRACKING_URI (or tracking_uri=)"
-        )
-    return MlflowClient(tracking_uri)
 
 
 def select(

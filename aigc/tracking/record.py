@@ -1,7 +1,13 @@
-"""What every run records besides its metrics: config, overrides, code and data provenance."""
+"""What every run records besides its metrics: config, overrides, code and data provenance.
 
+Secrets given as ``${oc.env:NAME}`` are recorded as that text, never as their value: in params,
+tags, config artifacts, checkpoints and run names (``recorded_config``, ``typed_overrides``).
+"""
+
+import copy
 import json
 import platform
+import re
 import socket
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
@@ -9,8 +15,10 @@ from pathlib import Path
 
 from mlflow.entities import Dataset, DatasetInput, InputTag, Param, RunTag
 from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
 from aigc.data.source import DataSource
+from aigc.resolvers import unescape_interpolations
 from aigc.tracking.logger import MLflowLogger
 
 OVERRIDES_TAG = "aigc.overrides"
@@ -63,6 +71,52 @@ def record_run(
             profile=json.dumps({"num_train": data.num_train, "num_val": data.num_val, "source": data.source}),
         )
         client.log_inputs(run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "train")])])
+
+
+_ENV_INTERPOLATION = re.compile(r"(?<!\\)\$\{oc\.env:")
+
+
+def recorded_config(cfg: DictConfig) -> dict:
+    """The run's config as ``recorded`` gives it, without Hydra's own node."""
+    return recorded(cfg, without=("hydra",))
+
+
+def recorded(node: DictConfig, without: tuple[str, ...] = ()) -> dict:
+    """A config (or a node of one) as plain containers, resolved, except that every
+    ``${oc.env:...}`` stays as its text, in its own node and in every value that interpolates it
+    (``${oc.env:TOKEN}`` -> ``"${oc.env:TOKEN}"``, ``x_${oc.env:TOKEN}`` -> ``"x_${oc.env:TOKEN}"``)."""
+    masked = copy.deepcopy(node)  # keeps the resolvers' cache: cached values (folders, times) stay the same
+    with read_write(masked), open_dict(masked):
+        for key in without:
+            masked.pop(key, None)
+        _escape_env(masked)
+    return _unescaped(OmegaConf.to_container(masked, resolve=True))
+
+
+def typed_overrides(overrides: ListConfig | list) -> list[str]:
+    """Command-line overrides as typed (Hydra's ``overrides.task``, interpolations unresolved)."""
+    return OmegaConf.to_container(overrides, resolve=False) if OmegaConf.is_config(overrides) else list(overrides)
+
+
+def _escape_env(node: DictConfig | ListConfig) -> None:
+    raw = OmegaConf.to_container(node, resolve=False)
+    for key in raw if isinstance(raw, dict) else range(len(raw)):
+        value = raw[key]
+        if isinstance(value, str) and _ENV_INTERPOLATION.search(value):
+            node[key] = _ENV_INTERPOLATION.sub(lambda _: "\\${oc.env:", value)  # an escaped ${ is text
+        elif isinstance(value, (dict, list)):
+            _escape_env(node[key])
+
+
+def _unescaped(value):
+    """Text that resolvers return escaped (``aigc.overrides_text``), as the text itself."""
+    if isinstance(value, str):
+        return unescape_interpolations(value)
+    if isinstance(value, dict):
+        return {key: _unescaped(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unescaped(item) for item in value]
+    return value
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, str]:

@@ -17,6 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mlflow import MlflowClient
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -86,6 +89,30 @@ def store_lock(uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def open_store(tracking_uri: str) -> MlflowClient:
+    """A client of an existing store, for commands that read runs (a mistyped SQLite path is an
+    error here, where MlflowClient would silently create an empty store)."""
+    database = sqlite_path(tracking_uri)
+    if database is not None and not database.exists():
+        raise FileNotFoundError(
+            f"no MLflow store at {database}: run where you trained, or set MLFLOW_TRACKING_URI (or tracking_uri=)"
+        )
+    return MlflowClient(tracking_uri)
+
+
+def stored_run(client: MlflowClient, run_id: str, named_by: str) -> Run:
+    """The run ``run_id``, or one line saying that this store does not have it."""
+    try:
+        return client.get_run(run_id)
+    except MlflowException as error:
+        if error.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            raise
+    raise LookupError(
+        f"MLflow run {run_id} ({named_by}) is not in the store {client.tracking_uri}: point tracking_uri= "
+        "(or MLFLOW_TRACKING_URI) at the store it was trained with"
+    )
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:

@@ -41,7 +41,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from aigc.tracking.lifecycle import interrupted_by, raise_on_signals, restore_signals
 from aigc.tracking.logger import SWEEP_ID_TAG, UninterruptedClient
-from aigc.tracking.record import flatten
+from aigc.tracking.record import flatten, recorded, typed_overrides
 from aigc.tracking.store import TrackingUnreachable, experiment_id, reachable_store
 
 PARENT_RUN_ENV = "AIGC_SWEEP_PARENT_RUN_ID"
@@ -90,10 +90,10 @@ class SweepRun(Callback):
         client = self._client
         experiment = experiment_id(client, self.experiment_name)
         self._experiment_id = experiment
-        sweep = {
-            "sweeper": OmegaConf.to_container(config.hydra.sweeper, resolve=True),
-            "launcher": OmegaConf.to_container(config.hydra.launcher, resolve=True),
-            "overrides": list(config.hydra.overrides.task),
+        sweep = {  # as recorded: ${oc.env:...} secrets stay text
+            "sweeper": recorded(config.hydra.sweeper),
+            "launcher": recorded(config.hydra.launcher),
+            "overrides": typed_overrides(config.hydra.overrides.task),
         }
         # what makes two invocations the same sweep: the Optuna study, or for a grid its command line
         grid = json.dumps([self.experiment_name, sweep["sweeper"].get("_target_"), sorted(sweep["overrides"])])
@@ -170,7 +170,7 @@ def experiment_of_sweep(config: DictConfig) -> str:
     choice shown as all its options: ``-m model=transformer,lstm data=pydocs`` -> ``transformer+lstm-pydocs``
     (the sweep's own config holds only the defaults of swept groups)."""
     choices = dict(config.hydra.runtime.choices)
-    for override in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
+    for override in OverridesParser.create().parse_overrides(typed_overrides(config.hydra.overrides.task)):
         key = override.get_key_element()
         if key in choices and override.is_sweep_override() and override.is_discrete_sweep():
             choices[key] = "+".join(override.sweep_string_iterator())

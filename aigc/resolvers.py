@@ -1,0 +1,53 @@
+r"""OmegaConf resolvers that aigc's configs use; importing ``aigc`` registers them.
+
+- ``${aigc.unique_folder:<path>}``: ``<path>``, or ``<path>_1``, ``<path>_2``, ... , whichever
+  this process creates first. Hydra names run folders by the second a command started, so two
+  commands started in the same second would share one folder, its checkpoints included; the
+  folder is created here with an exclusive ``mkdir``, so no two processes get the same one.
+  Cached (``use_cache``): every later reading in this run, and in the jobs of a sweep (Hydra
+  copies the cache into each job's config), gets the same folder.
+- ``${aigc.overrides_text:}``: Hydra's ``job.override_dirname`` as typed, so that a
+  ``${oc.env:TOKEN}`` on the command line names a run by its text, never its value. The text
+  comes back escaped (``\${``): ``hydra.utils.instantiate`` resolves a config in place and then
+  reads it again, which would otherwise resolve the text it was given.
+"""
+
+import itertools
+import re
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+
+
+def unique_folder(path: str) -> str:
+    base = Path(path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count():
+        candidate = base if n == 0 else base.with_name(f"{base.name}_{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return str(candidate)
+
+
+def overrides_text() -> str:
+    typed = OmegaConf.to_container(HydraConfig.get().job, resolve=False)["override_dirname"]
+    return escape_interpolations(typed)
+
+
+def escape_interpolations(text: str) -> str:
+    r"""``a=${x}`` -> ``a=\${x}``: OmegaConf reads it as the text ``a=${x}``."""
+    return _INTERPOLATION.sub(r"\\${", text)
+
+
+def unescape_interpolations(text: str) -> str:
+    return text.replace("\\${", "${")
+
+
+_INTERPOLATION = re.compile(r"(?<!\\)\$\{")
+
+
+OmegaConf.register_new_resolver("aigc.unique_folder", unique_folder, use_cache=True, replace=True)
+OmegaConf.register_new_resolver("aigc.overrides_text", overrides_text, replace=True)
