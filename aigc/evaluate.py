@@ -36,7 +36,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         run_cfg = OmegaConf.create(checkpoint.get(ConfigSnapshot.key) or {})
         if not {"model", "data", "logger"} <= set(run_cfg):
             raise ValueError(f"{ckpt_path} holds no aigc run config (aigc_config): it was not written by aigc.run")
-        run_cfg.merge_with({"callbacks": cfg.callbacks, "metrics": cfg.metrics, "paths": cfg.paths})
+        for group in ("callbacks", "metrics", "paths"):  # replaced, not merged: no stored callback is built
+            run_cfg[group] = cfg[group]
         run_id = cfg.run_id or checkpoint.get(ConfigSnapshot.run_key)
         logger = None
         if run_id:
@@ -50,7 +51,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             )
         model = instantiate_stored(run_cfg.model, f"{ckpt_path}: model", _convert_="all")
         datamodule = instantiate_stored(run_cfg.data, f"{ckpt_path}: data", _convert_="all")
-        callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+        callbacks = [instantiate(c) for c in (run_cfg.get("callbacks") or {}).values()]
         trainer = instantiate(cfg.trainer, logger=logger or False, callbacks=callbacks)
         (scores,) = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
     for name, value in sorted(scores.items()):

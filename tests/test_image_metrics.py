@@ -77,14 +77,14 @@ def offline_hub(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "urlopen", offline)
 
 
-def random_inception_weights(path) -> str:
+def random_inception_weights(path, seed: int = 0) -> str:
     """A random state dict of torch-fidelity's InceptionV3.
 
     torchvision's Inception3 with 1,008 classes has the state-dict layout torch-fidelity
     loads (strictly, so a mismatch fails). He-initialised so that the features neither
     vanish nor explode through its ~90 layers.
     """
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     inception = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
     for module in inception.modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
@@ -132,6 +132,28 @@ def test_real_digits_score_near_the_floor_and_noise_far_from_it(digits, tmp_path
     assert real["fid_mnist"] < shifted["fid_mnist"] < noise["fid_mnist"]
     assert noise["fid_mnist"] > 50 * real["fid_mnist"]
     assert noise["is_mnist"] < 3.0
+
+
+def test_fid_after_a_change_of_inception_weights_equals_a_fresh_computation(digits, tmp_path, offline_hub):
+    fake, reference = digits["val"][:20], digits["train"][:20]
+    first = random_inception_weights(tmp_path / "first.pt", seed=0)
+    other = random_inception_weights(tmp_path / "other.pt", seed=1)
+    shared, fresh = tmp_path / "cache", tmp_path / "fresh"
+    score_images(fake, reference, "train20", [INCEPTION], shared, inception_weights=first)  # caches first's statistics
+    after_change = score_images(fake, reference, "train20", [INCEPTION], shared, inception_weights=other)
+    assert after_change == score_images(fake, reference, "train20", [INCEPTION], fresh, inception_weights=other)
+    assert len(list(shared.glob("train20-*-stat-fid-*.pt"))) == 2  # one entry per weights
+
+
+def test_inception_weights_that_are_not_a_state_dict_are_refused_before_torch_fidelity_opens_them(digits, tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this would have run",))
+
+    weights = tmp_path / "inception.pt"
+    torch.save({"weight": Payload()}, weights)
+    with pytest.raises(ValueError, match=f"{weights} is not a state dict of tensors"):
+        score_images(digits["val"][:20], digits["train"][:20], "train20", [INCEPTION], tmp_path, inception_weights=str(weights))
 
 
 def test_reference_statistics_are_cached_and_reused(digits, tmp_path):

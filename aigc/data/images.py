@@ -9,6 +9,7 @@ import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, TensorDataset
 
+from aigc.data.sharding import evaluation_data
 from aigc.data.source import DataSource, digest
 
 
@@ -79,16 +80,20 @@ class ImageDataModule(LightningDataModule):
         return self._loader(self._train, shuffle=True, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._val, shuffle=False, drop_last=False)
+        # a blank image labelled -1 pads the processes' shares under DDP: models score real images only
+        blank = (torch.zeros(self.image_shape), torch.tensor(-1))
+        images, sampler = evaluation_data(self._val, blank)
+        return self._loader(images, shuffle=False, drop_last=False, sampler=sampler)
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()  # generative models are scored against the held-out split
 
-    def _loader(self, dataset, shuffle: bool, drop_last: bool) -> DataLoader:
+    def _loader(self, dataset, shuffle: bool, drop_last: bool, sampler=None) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

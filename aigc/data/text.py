@@ -31,6 +31,7 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from aigc.data.corpora import Corpus
+from aigc.data.sharding import IGNORE_INDEX, evaluation_data, rank_and_world
 from aigc.data.source import DataSource, digest
 from aigc.data.tokenizers import BPETokenizer, CharTokenizer
 
@@ -141,9 +142,13 @@ class TextDataModule(LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
+        # a blank window (targets ignored) pads the processes' shares under DDP: each window scores once
+        blank = (torch.zeros(self.block_size, dtype=torch.long), torch.full((self.block_size,), IGNORE_INDEX))
+        windows, sampler = evaluation_data(ConsecutiveWindows(self._val_ids, self.block_size), blank)
         return DataLoader(
-            ConsecutiveWindows(self._val_ids, self.block_size),
+            windows,
             batch_size=self.batch_size,
+            sampler=sampler,
             shuffle=False,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -197,7 +202,7 @@ class RandomWindows(_TrainBatches):
         # One draw from torch's global generator (seeded by Lightning; in a worker, by torch from
         # that seed and the worker id) fixes the epoch's windows; the rank is added so DDP
         # processes, seeded alike, draw different windows.
-        seed = int(torch.randint(2**62, ())) + _rank_and_world()[0]
+        seed = int(torch.randint(2**62, ())) + rank_and_world()[0]
         self.generator = torch.Generator().manual_seed(seed)
         self.offsets = torch.arange(self.block_size)
         yield from super().__iter__()
@@ -216,7 +221,7 @@ class ContiguousWindows(_TrainBatches):
     """
 
     def streams(self) -> torch.Tensor:
-        rank, world = _rank_and_world()
+        rank, world = rank_and_world()
         rows = self.batch_size * world
         length = len(self.ids) // rows
         if length <= self.block_size:
@@ -240,7 +245,3 @@ class ContiguousWindows(_TrainBatches):
         return window[:, :-1].contiguous(), window[:, 1:].contiguous()
 
 
-def _rank_and_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1

@@ -6,7 +6,8 @@ networks are never compared: the standard Inception network gives ``fid`` and
 shipped MNIST classifier: ``fid_mnist``, ``is_mnist``).
 
 Reference statistics are cached by torch-fidelity under ``cache_dir``, keyed by
-the reference's name, the extractor and the number of reference images.
+the reference's name, the extractor, the digest of its weights and the number of
+reference images: statistics of other weights are never reused.
 """
 
 import re
@@ -21,6 +22,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, Featu
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from aigc.metrics import mnist_classifier
+from aigc.metrics.digests import state_dict_digest
 
 INCEPTION = "inception-v3-compat"
 ISC_SPLITS = 10  # torch-fidelity's default: IS is the mean over 10 splits of the fake images
@@ -85,8 +87,7 @@ def score_images(
     different reference needs a different key. ``inception_weights`` is a path
     to torch-fidelity's Inception weights; without it they are taken from the
     torch hub cache or downloaded, and if that fails ``fid``/``is`` are skipped
-    with one warning. As in torch-fidelity, Inception's cache entries are keyed
-    by the network's name, not its weights file: give other weights another cache_dir.
+    with one warning. Cached statistics are keyed by the weights' digest too.
     """
     _check_images(fake, "fake")
     _check_images(reference, "reference")
@@ -106,7 +107,7 @@ def score_images(
             result = torch_fidelity.calculate_metrics(
                 input1=UInt8Images(fake, rgb=inception),
                 input2=UInt8Images(reference, rgb=inception),
-                input2_cache_name=_cache_name(reference_key, extractor, len(reference)),
+                input2_cache_name=_cache_name(reference_key, extractor, len(reference), inception_weights),
                 cache_root=str(cache_dir),
                 isc=True,
                 fid=True,
@@ -146,18 +147,29 @@ def fidelity_tags(
     }
     if INCEPTION in extractors:
         tags["metrics.images.inception_weights"] = str(inception_weights or URL_INCEPTION_V3)
+        tags["metrics.images.inception_weights_digest"] = _inception_digest(inception_weights)
     if mnist_classifier.NAME in extractors:
         tags["metrics.images.mnist_classifier_weights"] = mnist_classifier.weights_digest()
     return tags
 
 
-def _cache_name(reference_key: str, extractor: str, num_reference: int) -> str:
-    # torch-fidelity appends the extractor's name and the layer; our own classifier also
-    # carries its weights' digest, so retraining it never reuses stale statistics.
+def _cache_name(reference_key: str, extractor: str, num_reference: int, inception_weights: str | None) -> str:
+    # torch-fidelity appends the extractor's name and the layer; the name also carries the
+    # weights' digest, so other weights (retrained, or another file) never reuse statistics.
     name = f"{reference_key}-n{num_reference}"
     if extractor == mnist_classifier.NAME:
         name += f"-w{mnist_classifier.weights_digest()}"
+    elif extractor == INCEPTION:
+        name += f"-w{_inception_digest(inception_weights)}"
     return name
+
+
+def _inception_digest(inception_weights: str | None) -> str:
+    """The digest of the weights file given, or of the published weights (named by their URL,
+    whose file name carries its hash prefix: ``pt_inception-2015-12-05-6726825d``)."""
+    if inception_weights is None:
+        return Path(URL_INCEPTION_V3).stem
+    return state_dict_digest(inception_weights)
 
 
 def _check_images(images: torch.Tensor, what: str) -> None:

@@ -7,8 +7,6 @@ its weights ship in the package, so ``fid_mnist`` / ``is_mnist`` work offline.
 Its 128-d penultimate activations feed FID; its logits feed IS.
 """
 
-import hashlib
-from functools import cache
 from pathlib import Path
 
 import torch
@@ -17,6 +15,8 @@ from torch_fidelity import register_feature_extractor
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.helpers import vassert
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+from aigc.metrics.digests import state_dict_digest
 
 NAME = "mnist-classifier"
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "mnist_classifier.pt"
@@ -56,17 +56,9 @@ def load_classifier(path: str | Path = WEIGHTS_PATH) -> MNISTClassifier:
     return model.eval()
 
 
-@cache
 def weights_digest(path: str | Path = WEIGHTS_PATH) -> str:
-    """A short hash of the weights, so metrics (and cached statistics) from different weights never mix.
-
-    It hashes the values, not the file: torch.save also writes the file's name into it.
-    """
-    h = hashlib.sha256()
-    for name, tensor in torch.load(path, map_location="cpu", weights_only=True).items():
-        h.update(name.encode())
-        h.update(tensor.numpy().tobytes())
-    return h.hexdigest()[:12]
+    """A short hash of the classifier's weights (``digests.state_dict_digest``)."""
+    return state_dict_digest(path)
 
 
 class MNISTClassifierExtractor(FeatureExtractorBase):

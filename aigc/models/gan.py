@@ -11,6 +11,7 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
+from aigc.models.batches import real_images
 from aigc.models.modes import evaluating
 
 
@@ -89,7 +90,9 @@ class GAN(LightningModule):
         self._score_discriminator(batch, batch_idx, "test")
 
     def _score_discriminator(self, batch, batch_idx: int, stage: str) -> None:
-        real = batch[0]
+        real = real_images(batch)
+        if not len(real):
+            return
         fake = self.sample(real.shape[0], seed=batch_idx)
         fake_logits = self.discriminator(fake)
         self.log_dict(

@@ -32,6 +32,7 @@ from torch.nn import functional as F
 from torch.optim.lr_scheduler import LRScheduler
 
 from aigc.models import sampling
+from aigc.models.batches import IGNORED_TARGET
 
 
 class WarmupCosineLR(LRScheduler):
@@ -259,8 +260,10 @@ class LanguageModel(LightningModule):
     def _score(self, batch) -> None:
         x, y = batch
         logits, _ = self.net(x)  # every window starts from a fresh state
-        self._nll_sum += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").float()
-        self._num_tokens += y.numel()
+        # blank windows that pad a process's share under DDP count nowhere
+        nll = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum", ignore_index=IGNORED_TARGET)
+        self._nll_sum += nll.float()
+        self._num_tokens += (y != IGNORED_TARGET).sum()
 
     def _log_scores(self, stage: str) -> None:
         nll_sum = self.trainer.strategy.reduce(self._nll_sum, reduce_op="sum")

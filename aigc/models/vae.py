@@ -15,6 +15,7 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
+from aigc.models.batches import real_images
 from aigc.models.modes import evaluating
 
 
@@ -80,7 +81,9 @@ class VAE(LightningModule):
         self._score(batch, batch_idx, "test")
 
     def _score(self, batch, batch_idx: int, stage: str) -> None:
-        images = batch[0]
+        images = real_images(batch)
+        if not len(images):
+            return
         # Noise fixed by the batch index: the score depends on the weights only, and scoring
         # leaves the training random stream alone.
         noise = torch.randn(images.shape[0], self.latent_dim, generator=torch.Generator().manual_seed(batch_idx))
