@@ -12,6 +12,7 @@ error line for a file that is not a checkpoint.
 """
 
 import contextlib
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -29,10 +30,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        serialized = io.BytesIO()  # as Lightning does: a full disk then fails the write with an OSError
+        torch.save(checkpoint, serialized)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
         try:
             with os.fdopen(handle, "wb") as file:
-                torch.save(checkpoint, file)
+                file.write(serialized.getbuffer())
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, path)

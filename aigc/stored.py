@@ -14,7 +14,6 @@ one never runs code:
 
 import importlib
 import re
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -52,7 +51,9 @@ def read_checkpoint(path: str | Path) -> dict:
         raise NotACheckpoint(f"no checkpoint file at {path}")
     if path.stat().st_size == 0:
         raise NotACheckpoint(f"{path} is empty (0 bytes), not a checkpoint: a write cut short, e.g. by a full disk")
-    if not zipfile.is_zipfile(path):
+    with open(path, "rb") as file:
+        starts_as_zip = file.read(4) == b"PK\x03\x04"  # a zip archive's first local header
+    if not starts_as_zip:
         raise NotACheckpoint(f"{path} is not a checkpoint: not an archive written by torch.save (Lightning's format)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
