@@ -7,7 +7,7 @@ never a half-written one. (Lightning's own writer stages the file in the system'
 folder and, when that is another file system, copies it into place: a full disk there leaves
 a truncated ``last.ckpt``.)
 
-Reading: ``aigc.stored.read_checkpoint``: tensors and plain containers only, and one clear
+Reading: ``aigc.stored.read_torch_file``: tensors and plain containers only, and one clear
 error line for a file that is not a checkpoint.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins import TorchCheckpointIO
 
-from aigc.stored import read_checkpoint
+from aigc.stored import read_torch_file
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -47,4 +47,4 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         if "://" in str(path):
             return super().load_checkpoint(path, weights_only=True)
-        return read_checkpoint(path)
+        return read_torch_file(path)  # checkpoints, and the weights Lightning's spawned workers hand back

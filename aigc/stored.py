@@ -45,7 +45,15 @@ class NotACheckpoint(ValueError):
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """The checkpoint at ``path`` (tensors and plain containers only), or one clear error."""
+    """The Lightning checkpoint at ``path`` (tensors and plain containers only), or one clear error."""
+    checkpoint = read_torch_file(path)
+    if not (isinstance(checkpoint, dict) and "state_dict" in checkpoint):
+        raise NotACheckpoint(f"{path} is a torch.save file but not a Lightning checkpoint (it has no state_dict)")
+    return checkpoint
+
+
+def read_torch_file(path: str | Path) -> Any:
+    """What ``torch.save`` wrote at ``path`` (tensors and plain containers only), or one clear error."""
     path = Path(path)
     if not path.is_file():
         raise NotACheckpoint(f"no checkpoint file at {path}")
@@ -56,7 +64,7 @@ def read_checkpoint(path: str | Path) -> dict:
     if not starts_as_zip:
         raise NotACheckpoint(f"{path} is not a checkpoint: not an archive written by torch.save (Lightning's format)")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, KeyError, ... by the damage
         unsafe = _UNSAFE_DETAIL.search(str(error))
         if unsafe:
@@ -65,8 +73,6 @@ def read_checkpoint(path: str | Path) -> dict:
                 f"when opened ({unsafe.group(1).rstrip('.')})"
             ) from None
         raise NotACheckpoint(f"{path} is truncated or corrupt ({_first_line(error)})") from None
-    if not (isinstance(checkpoint, dict) and "state_dict" in checkpoint):
-        raise NotACheckpoint(f"{path} is a torch.save file but not a Lightning checkpoint (it has no state_dict)")
     return checkpoint
 
 

@@ -60,10 +60,10 @@ def test_tracking_uri_honours_environment(compose_cfg, monkeypatch, tmp_path):
     assert job.tracker.tracking_uri == f"sqlite:///{tmp_path}/elsewhere.db"
 
 
-def test_seed_makes_a_run_repeatable(compose_cfg):
+def test_seed_makes_a_run_repeatable(compose_cfg, tmp_path):
     overrides = ("debug=fast", "logger=none", "data.download=false", "seed=7")
     first = train(compose_cfg(*overrides))
-    second = train(compose_cfg(*overrides))
+    second = train(compose_cfg(*overrides, f"paths.output_dir={tmp_path}/second"))  # a run's folder is its own
     assert first is not None and first == second
 
 
