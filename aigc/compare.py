@@ -15,7 +15,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from aigc.console import one_line_errors
+from aigc.console import entry_point, one_line_errors
 from aigc.tracking import comparison
 from aigc.tracking.store import open_store
 
@@ -56,4 +56,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    entry_point(main)

@@ -1,8 +1,27 @@
-"""What the entry points promise on bad input: one line on stderr, exit status 1."""
+"""What the entry points promise on bad input: one line on stderr, exit status 1 (130 for Ctrl-C)."""
 
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from aigc.tracking.lifecycle import RunInterrupted
+
+# lines of Hydra's error reports that say nothing about this error
+_HYDRA_NOISE = ("Config search path", "Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_type=")
+
+
+def entry_point(main: Callable[[], object]) -> None:
+    """Run a ``@hydra.main`` function: an error Hydra reports (a mistyped override or option)
+    becomes one line too, instead of its multi-line report."""
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra then raises its errors here instead of printing them
+    try:
+        main()
+    except (RunInterrupted, KeyboardInterrupt):  # runs a signal stopped are already marked KILLED
+        sys.exit(130)
+    except Exception as error:
+        print(f"Error: {one_line(error)}", file=sys.stderr)
+        sys.exit(1)
 
 
 @contextmanager
@@ -10,5 +29,24 @@ def one_line_errors() -> Iterator[None]:
     try:
         yield
     except Exception as error:
-        print(f"\nError: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"\nError: {type(error).__name__}: {one_line(error)}", file=sys.stderr)
         sys.exit(1)
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message (and its cause's) on one line: Hydra's indented lists as comma lists,
+    its hints kept, the lines about its search path and stack traces left out."""
+    parts: list[tuple[str, list[str]]] = []  # each line, and the indented lines under it
+    causes = [error] + ([error.__cause__] if error.__cause__ is not None else [])
+    for line in "\n".join(str(e) for e in causes).splitlines():
+        if line[:1] in ("\t", " ") and line.strip() and parts:
+            parts[-1][1].append(line.strip())
+        elif line.strip():
+            parts.append((line.strip(), []))
+    kept = [
+        " ".join([text, ", ".join(item for item in items if not item.startswith(_HYDRA_NOISE))]).strip()
+        for text, items in parts
+        if not text.startswith(_HYDRA_NOISE)
+    ]
+    text = "; ".join(dict.fromkeys(kept)) or type(error).__name__
+    return text if len(text) <= 1000 else text[:997] + "..."

@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from aigc.callbacks import ConfigSnapshot
-from aigc.console import one_line_errors
+from aigc.console import entry_point, one_line_errors
 from aigc.stored import instantiate_stored, read_checkpoint
 from aigc.tracking import MLflowLogger
 from aigc.tracking.checkpoints import checkpoint_of_run
@@ -69,4 +69,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    entry_point(main)

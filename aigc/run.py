@@ -22,12 +22,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from aigc.callbacks import ConfigSnapshot
 from aigc.callbacks.random_state import RandomState
+from aigc.console import entry_point
 from aigc.stored import CONFIG_KEY, RUN_KEY, read_checkpoint
 from aigc.tracking import MLflowLogger, RunInterrupted, record_run, tracked_run
 from aigc.tracking.record import OVERRIDES_TAG, recorded_config, typed_overrides
 from aigc.tracking.resume import CHECKPOINTS_TAG, checkpoint_to_resume
 from aigc.tracking.store import open_store, stored_run
 from aigc.tracking.sweep import DIR_TAG, JOB_TAG
+from aigc.validation import ConfigError, check_trainable, validate
 
 CODE_DIR = Path(__file__).resolve().parents[1]
 
@@ -61,6 +63,9 @@ def build(cfg: DictConfig) -> Job:
 
 
 def train(cfg: DictConfig) -> float | None:
+    """Check, build, load the data, then open the MLflow run and fit: a command that can't train
+    (a bad config, missing data, an unreachable store) stops before any run exists."""
+    validate(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     job = build(cfg)
@@ -74,18 +79,21 @@ def train(cfg: DictConfig) -> float | None:
     if tracker is not None:
         if run_id:
             tracker.continue_run(run_id)
-        tracker.check_reachable()  # before any data is loaded or step is taken
-        tags = {CHECKPOINTS_TAG: str(checkpoints)} if checkpoints else {}
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            tags |= {JOB_TAG: str(hydra_cfg.job.num), DIR_TAG: str(Path(hydra_cfg.sweep.dir).resolve())}
-        tracker.set_tags(tags)
+        tracker.check_reachable()  # before any data is loaded
+    job.datamodule.prepare_data()
+    job.datamodule.setup("fit")
+    source = getattr(job.datamodule, "source", None)
+    if source is not None:
+        print(f"Data: {source.describe()}")
+    check_trainable(job.datamodule)
+    if tracker is not None:
+        tracker.open_run()
     with tracked_run(tracker):
-        job.datamodule.prepare_data()
-        job.datamodule.setup("fit")
-        source = getattr(job.datamodule, "source", None)
-        if source is not None:
-            print(f"Data: {source.describe()}")
         if tracker is not None:
+            tags = {CHECKPOINTS_TAG: str(checkpoints)} if checkpoints else {}
+            if hydra_cfg.mode == RunMode.MULTIRUN:
+                tags |= {JOB_TAG: str(hydra_cfg.job.num), DIR_TAG: str(Path(hydra_cfg.sweep.dir).resolve())}
+            tracker.set_tags(tags)
             overrides = typed_overrides(hydra_cfg.overrides.task)
             record_run(tracker, job.config, overrides, source, CODE_DIR, job.datamodule.state_dict())
             print(f"MLflow run {tracker.run_id} started in experiment '{tracker.experiment_name}'")
@@ -171,13 +179,22 @@ def main(cfg: DictConfig) -> float | None:
         if in_sweep:
             raise
         sys.exit(130)
+    except ConfigError as error:  # the user's input: the line says it all
+        print(f"\nError: {error}", file=sys.stderr)
+        if in_sweep:
+            raise
+        sys.exit(1)
     except Exception as error:
         where = traceback.extract_tb(error.__traceback__)[-1]
         log = Path(HydraConfig.get().runtime.output_dir) / "error.log"
-        log.write_text("".join(traceback.format_exception(error)))
+        try:
+            log.write_text("".join(traceback.format_exception(error)))
+            full = f"full traceback: {log}"
+        except OSError as unwritable:  # a full disk, say: the one line below still says what happened
+            full = f"no traceback file: {unwritable.strerror}"
         print(
             f"\nError: {type(error).__name__}: {error}\n"
-            f"  at {where.filename}:{where.lineno} in {where.name} (full traceback: {log})",
+            f"  at {where.filename}:{where.lineno} in {where.name} ({full})",
             file=sys.stderr,
         )
         if in_sweep:
@@ -186,7 +203,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RunInterrupted:  # a sweep stopped by a signal: its runs are already marked KILLED
-        sys.exit(130)
+    entry_point(main)

@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from aigc.callbacks import ConfigSnapshot
-from aigc.console import one_line_errors
+from aigc.console import entry_point, one_line_errors
 from aigc.data.text import TextDataModule
 from aigc.data.tokenizers import load_tokenizer
 from aigc.stored import instantiate_stored, read_checkpoint
@@ -55,4 +55,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    entry_point(main)

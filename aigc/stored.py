@@ -73,7 +73,6 @@ def read_torch_file(path: str | Path) -> Any:
                 f"when opened ({unsafe.group(1).rstrip('.')})"
             ) from None
         raise NotACheckpoint(f"{path} is truncated or corrupt ({_first_line(error)})") from None
-    return checkpoint
 
 
 def check_targets(config: Any, where: str = "config") -> None:
@@ -105,15 +104,15 @@ def _check_target(target: Any, where: str) -> None:
     if rule is None:
         allowed = ", ".join(prefix + "*" for prefix, _ in ALLOWED_TARGETS)
         raise UnsafeConfig(f"{refused} on the allow-list of classes a stored config may name ({allowed})")
-    cls = _locate(target)  # imports only modules under an allowed prefix
+    cls = locate(target)  # imports only modules under an allowed prefix
     if not isinstance(cls, type):
         raise UnsafeConfig(f"{refused} a class")
     defined_there = f"{cls.__module__}.".startswith(prefix)  # not a class merely imported into such a module
-    if not (defined_there and issubclass(cls, tuple(_locate(base) for base in rule))):
+    if not (defined_there and issubclass(cls, tuple(locate(base) for base in rule))):
         raise UnsafeConfig(f"{refused} an allowed class (it is {cls.__module__}.{cls.__qualname__})")
 
 
-def _locate(dotted: str) -> Any:
+def locate(dotted: str) -> Any:
     """The object a dotted name names (the longest importable module, then attributes), or None."""
     parts = dotted.split(".")
     for split in range(len(parts) - 1, 0, -1):

@@ -3,7 +3,6 @@ only its own run resumes from, no code run from a stored config, secrets recorde
 
 import io
 import os
-import pickle
 import shutil
 import subprocess
 import sys

@@ -84,6 +84,7 @@ def test_ctrl_c_in_the_middle_of_a_store_write_still_ends_the_run_killed(tmp_pat
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     logger = MLflowLogger(tracking_uri=uri, experiment_name="interrupted")
     logger.check_reachable()
+    logger.open_run()
     pressed = []
 
     def ctrl_c_during_the_first_query(conn, cursor, statement, *args):

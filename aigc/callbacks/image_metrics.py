@@ -5,10 +5,14 @@ device) and are converted to uint8 once; the reference is the datamodule's
 real validation split, whose statistics torch-fidelity caches on disk.
 """
 
+from typing import Annotated
+
 import torch
+from annotated_types import Ge
 
 from aigc.callbacks.scoring import ScoringCallback
-from aigc.metrics.fidelity import INCEPTION, fidelity_tags, score_images
+from aigc.constraints import PositiveInt
+from aigc.metrics.fidelity import INCEPTION, ISC_SPLITS, fidelity_tags, score_images
 from aigc.metrics.images import to_uint8
 
 
@@ -22,10 +26,10 @@ class ImageMetrics(ScoringCallback):
 
     def __init__(
         self,
-        num_samples: int = 5000,
-        every_n_epochs: int = 1,
+        num_samples: Annotated[int, Ge(ISC_SPLITS)] = 5000,  # IS is a mean over ISC_SPLITS splits
+        every_n_epochs: PositiveInt = 1,
         seed: int = 1_000_000,
-        batch_size: int = 500,
+        batch_size: PositiveInt = 500,
         inception: bool = True,
         inception_weights: str | None = None,
         cache_dir: str = ".cache/fidelity",

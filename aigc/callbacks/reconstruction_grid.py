@@ -4,6 +4,7 @@ import torch
 from lightning import Callback
 
 from aigc.callbacks.image_logging import grid_picture, save_and_log
+from aigc.constraints import PositiveInt
 from aigc.metrics.images import to_uint8
 
 
@@ -16,7 +17,13 @@ class ReconstructionGrid(Callback):
     The PNG and the logged picture follow SampleGrid's conventions (folder ``key``, step).
     """
 
-    def __init__(self, num_images: int = 32, every_n_epochs: int = 1, key: str = "reconstructions", nrow: int = 8):
+    def __init__(
+        self,
+        num_images: PositiveInt = 32,
+        every_n_epochs: PositiveInt = 1,
+        key: str = "reconstructions",
+        nrow: PositiveInt = 8,
+    ):
         self.num_images = num_images
         self.every_n_epochs = every_n_epochs
         self.key = key

@@ -5,6 +5,7 @@ import math
 from lightning import Callback
 
 from aigc.callbacks.image_logging import grid_picture, save_and_log
+from aigc.constraints import PositiveInt
 from aigc.metrics.images import to_uint8
 
 
@@ -17,7 +18,9 @@ class SampleGrid(Callback):
     also written under the run's output directory.
     """
 
-    def __init__(self, num_samples: int = 64, seed: int = 0, every_n_epochs: int = 1, key: str = "samples"):
+    def __init__(
+        self, num_samples: PositiveInt = 64, seed: int = 0, every_n_epochs: PositiveInt = 1, key: str = "samples"
+    ):
         self.num_samples = num_samples
         self.seed = seed
         self.every_n_epochs = every_n_epochs

@@ -5,10 +5,14 @@ scored against the true text that follows its prompt. The prompts, their true
 continuations and the model's are also saved as a text file with the step.
 """
 
+from typing import Annotated
+
 import torch
+from annotated_types import Gt, Le
 
 from aigc.callbacks.image_logging import metrics_step
 from aigc.callbacks.scoring import ScoringCallback
+from aigc.constraints import NonNegativeFloat, PositiveInt
 from aigc.metrics.text import BLEU_SIGNATURE, bleu, rouge
 
 
@@ -22,14 +26,14 @@ class TextMetrics(ScoringCallback):
 
     def __init__(
         self,
-        num_prompts: int = 50,
-        prompt_tokens: int = 32,
-        continuation_tokens: int = 32,
-        temperature: float = 0.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
+        num_prompts: PositiveInt = 50,
+        prompt_tokens: PositiveInt = 32,
+        continuation_tokens: PositiveInt = 32,
+        temperature: NonNegativeFloat = 0.0,
+        top_k: PositiveInt | None = None,
+        top_p: Annotated[float, Gt(0), Le(1)] | None = None,
         seed: int = 0,
-        every_n_epochs: int = 1,
+        every_n_epochs: PositiveInt = 1,
     ):
         self.num_prompts = num_prompts
         self.prompt_tokens = prompt_tokens

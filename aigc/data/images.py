@@ -9,6 +9,7 @@ import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, TensorDataset
 
+from aigc.constraints import NonNegativeInt, PositiveInt
 from aigc.data.sharding import evaluation_data
 from aigc.data.source import DataSource, digest
 
@@ -36,7 +37,9 @@ class ImageDataModule(LightningDataModule):
     # the in-package classifier that scores samples of this data offline (aigc.metrics), if any
     classifier: str | None = None
 
-    def __init__(self, data_dir: str, image_shape: Sequence[int], batch_size: int = 128, num_workers: int = 0):
+    def __init__(
+        self, data_dir: str, image_shape: Sequence[int], batch_size: PositiveInt = 128, num_workers: NonNegativeInt = 0
+    ):
         super().__init__()
         self.data_dir = data_dir
         self.image_shape = tuple(int(d) for d in image_shape)

@@ -30,6 +30,7 @@ import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from aigc.constraints import NonNegativeInt, OpenFraction, PositiveInt
 from aigc.data.corpora import Corpus
 from aigc.data.sharding import IGNORE_INDEX, evaluation_data, rank_and_world
 from aigc.data.source import DataSource, digest
@@ -54,11 +55,11 @@ class TextDataModule(LightningDataModule):
         self,
         corpus: Corpus,
         tokenizer: CharTokenizer | BPETokenizer,
-        block_size: int = 64,
-        batch_size: int = 12,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        batches_per_epoch: int = 250,
+        block_size: PositiveInt = 64,
+        batch_size: PositiveInt = 12,
+        num_workers: NonNegativeInt = 0,
+        val_fraction: OpenFraction = 0.1,
+        batches_per_epoch: PositiveInt = 250,
         contiguous: bool = False,
         path: str | None = None,
     ):

@@ -8,8 +8,12 @@ inside a Lightning checkpoint that ``torch.load(weights_only=True)`` opens;
 """
 
 import json
+from typing import Annotated
 
+from annotated_types import Gt
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from aigc.constraints import PositiveInt
 
 
 class CharTokenizer:
@@ -71,7 +75,7 @@ class BPETokenizer:
 
     kind = "bpe"
 
-    def __init__(self, vocab_size: int = 512, min_frequency: int = 2):
+    def __init__(self, vocab_size: Annotated[int, Gt(256)] = 512, min_frequency: PositiveInt = 2):
         if vocab_size < 256:
             raise ValueError(f"BPE vocab_size={vocab_size} is below the 256 bytes it starts from")
         self.requested_vocab_size = vocab_size

@@ -11,6 +11,7 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
+from aigc.constraints import PositiveFloat
 from aigc.models.batches import real_images
 from aigc.models.modes import evaluating
 
@@ -27,7 +28,7 @@ class GAN(LightningModule):
         optimizer_d: Callable[..., torch.optim.Optimizer],
         loss,
         objective: dict,
-        grad_clip: float | None = None,
+        grad_clip: PositiveFloat | None = None,
     ):
         super().__init__()
         self.automatic_optimization = False

@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.optim.lr_scheduler import LRScheduler
 
+from aigc.constraints import NonNegativeInt, PositiveFloat, PositiveInt, Probability
 from aigc.models import sampling
 from aigc.models.batches import IGNORED_TARGET
 
@@ -40,7 +41,14 @@ class WarmupCosineLR(LRScheduler):
     ``warmup_steps``, then a cosine from the base lr down to ``min_lr_ratio`` times it at
     ``decay_steps``, constant after that."""
 
-    def __init__(self, optimizer, warmup_steps: int, decay_steps: int, min_lr_ratio: float = 0.1, last_epoch: int = -1):
+    def __init__(
+        self,
+        optimizer,
+        warmup_steps: NonNegativeInt,
+        decay_steps: PositiveInt,
+        min_lr_ratio: Probability = 0.1,
+        last_epoch: int = -1,
+    ):
         if decay_steps <= warmup_steps:
             raise ValueError(f"decay_steps={decay_steps} must be greater than warmup_steps={warmup_steps}")
         self.warmup_steps = warmup_steps
@@ -97,10 +105,10 @@ class LanguageModel(LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         objective: dict,
         scheduler: Callable[..., LRScheduler] | None = None,
-        grad_clip: float | None = None,
+        grad_clip: PositiveFloat | None = None,
         carry_state: bool = False,
         compile: bool = False,
-        vocab_size: int | None = None,
+        vocab_size: PositiveInt | None = None,
     ):
         super().__init__()
         # Only plain values go into checkpoints; the net is rebuilt from the run's config.

@@ -15,6 +15,7 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
+from aigc.constraints import NonNegativeFloat, PositiveInt
 from aigc.models.batches import real_images
 from aigc.models.modes import evaluating
 
@@ -32,8 +33,8 @@ class VAE(LightningModule):
         likelihood: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
         objective: dict,
-        latent_dim: int,
-        beta: float = 1.0,
+        latent_dim: PositiveInt,
+        beta: NonNegativeFloat = 1.0,
     ):
         super().__init__()
         # Only plain values go into checkpoints; the nets are rebuilt from the run's config.

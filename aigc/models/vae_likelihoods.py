@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aigc.constraints import PositiveFloat
+
 
 def _unit_interval(images: torch.Tensor) -> torch.Tensor:
     return images.add(1).div(2)
@@ -39,7 +41,7 @@ class Gaussian(nn.Module):
     A small fixed scale weighs reconstruction against the KL term like a low beta does.
     """
 
-    def __init__(self, scale: float = 0.1, learn_scale: bool = False):
+    def __init__(self, scale: PositiveFloat = 0.1, learn_scale: bool = False):
         super().__init__()
         log_scale = torch.tensor(math.log(scale))
         if learn_scale:

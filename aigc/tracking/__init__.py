@@ -9,8 +9,8 @@ import logging
 
 from aigc.tracking.lifecycle import RunInterrupted, tracked_run
 from aigc.tracking.logger import MLflowLogger
-from aigc.tracking.store import TrackingUnreachable
 from aigc.tracking.record import record_run
+from aigc.tracking.store import TrackingUnreachable
 
 # Creating a new SQLite store runs alembic migrations, which log a page of INFO lines.
 logging.getLogger("alembic").setLevel(logging.WARNING)

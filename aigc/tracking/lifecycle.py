@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import signal
+import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -73,7 +74,8 @@ def tracked_run(logger: MLflowLogger | None) -> Iterator[None]:
 
     Lightning marks the run FAILED on any exception (``finalize("failed")``);
     this sets the final word: KILLED for a signal, and FAILED with the traceback
-    saved as ``error.txt``. Everything already logged stays.
+    saved as ``error.txt``, the status first: an artifact that can't be written (a full
+    disk, an unwritable folder) never leaves the run RUNNING. Everything already logged stays.
     """
     handlers = raise_on_signals()
     try:
@@ -82,9 +84,10 @@ def tracked_run(logger: MLflowLogger | None) -> Iterator[None]:
         _end(logger, "KILLED")
         raise
     except BaseException as error:
-        if logger is not None:
-            logger.log_text_artifact("".join(traceback.format_exception(error)), "error.txt")
         _end(logger, "FAILED")
+        if logger is not None:
+            text = "".join(traceback.format_exception(error))
+            optional_write(lambda: logger.log_text_artifact(text, "error.txt"), "error.txt")
         raise
     else:
         _end(logger, "FINISHED")
@@ -92,6 +95,19 @@ def tracked_run(logger: MLflowLogger | None) -> Iterator[None]:
         restore_signals(handlers)
 
 
+def optional_write(write: Callable[[], object], what: str) -> None:
+    """Run a write the run can end without (an artifact); if it fails, say so in one line."""
+    try:
+        write()
+    except Exception as error:
+        print(f"Warning: {what} could not be stored in the run ({_first_line(error)})", file=sys.stderr)
+
+
 def _end(logger: MLflowLogger | None, status: str) -> None:
     if logger is not None and logger.run_id is not None:
         logger.experiment.set_terminated(logger.run_id, status)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__

@@ -10,7 +10,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from aigc.tracking.lifecycle import uninterrupted
+from aigc.tracking.lifecycle import optional_write, uninterrupted
 from aigc.tracking.store import default_artifact_location, experiment_id, opening_store, reachable_store
 
 SWEEP_ID_TAG = "aigc.sweep.id"
@@ -55,10 +55,24 @@ class MLflowLogger(MLFlowLogger):
         return self._experiment_name
 
     def check_reachable(self) -> None:
-        """Create the store, the experiment and the run now, or fail fast with one message naming
-        the URI and the fix (instead of MLflow's minutes of retries)."""
+        """Create the store and the experiment now, or fail fast with one message naming the URI
+        and the fix (instead of MLflow's minutes of retries). No run exists yet: ``open_run``."""
         with reachable_store(self._tracking_uri):
-            self._open_run()
+            self._find_experiment()
+
+    def open_run(self) -> None:
+        """Create the run (or take up the one ``continue_run`` named), with an explicit experiment id."""
+        with reachable_store(self._tracking_uri):
+            self._find_experiment()
+            _ = self.experiment
+            if self._continuing:
+                client, run = self._mlflow_client, self._mlflow_client.get_run(self._run_id)
+                self._experiment_name = client.get_experiment(run.info.experiment_id).name
+                self._logged_until = {
+                    key: max(point.step for point in client.get_metric_history(self._run_id, key))
+                    for key in run.data.metrics
+                }
+                client.update_run(self._run_id, status="RUNNING")
 
     def continue_run(self, run_id: str) -> None:
         """Log into the existing run ``run_id`` (resuming it) instead of creating one. Points at
@@ -90,8 +104,8 @@ class MLflowLogger(MLFlowLogger):
             )
         return next((run for run in siblings if run.info.run_name == self._run_name), None)
 
-    def _open_run(self) -> None:
-        """Create the store, the experiment and the run, with an explicit experiment id."""
+    def _find_experiment(self) -> None:
+        """The experiment a new run goes in: its sweep parent's, or ``experiment_name`` (created if new)."""
         if self._run_id is None and self._experiment_id is None:
             if self._parent_run_id:
                 parent = self._mlflow_client.get_run(self._parent_run_id)
@@ -103,15 +117,16 @@ class MLflowLogger(MLFlowLogger):
                 }
             else:
                 self._experiment_id = experiment_id(self._mlflow_client, self._experiment_name)
-        _ = self.experiment
-        if self._continuing:
-            client, run = self._mlflow_client, self._mlflow_client.get_run(self._run_id)
-            self._experiment_name = client.get_experiment(run.info.experiment_id).name
-            self._logged_until = {
-                key: max(point.step for point in client.get_metric_history(self._run_id, key))
-                for key in run.data.metrics
-            }
-            client.update_run(self._run_id, status="RUNNING")
+
+    @rank_zero_only
+    def finalize(self, status: str = "success") -> None:
+        """Lightning's end of a run, the status first: the checkpoint artifacts after it are optional,
+        and a failure to store them leaves the run FINISHED (or FAILED), never RUNNING."""
+        if not self._initialized:
+            return
+        self.experiment.set_terminated(self.run_id, {"success": "FINISHED", "failed": "FAILED"}.get(status, status.upper()))
+        if self._checkpoint_callback:
+            optional_write(lambda: self._scan_and_log_checkpoints(self._checkpoint_callback), "the checkpoint artifacts")
 
     @rank_zero_only
     def log_image(self, key: str, images: list, step: int | None = None) -> None:

@@ -11,14 +11,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from aigc.constraints import PositiveInt
 from aigc.models.nets.shapes import image_dims
-
 
 
 class Encoder(nn.Module):
     """Maps images in [-1, 1] to the mean and log-variance of q(z|x), each (N, latent_dim)."""
 
-    def __init__(self, image_shape: Sequence[int], latent_dim: int, width: int = 32):
+    def __init__(self, image_shape: Sequence[int], latent_dim: PositiveInt, width: PositiveInt = 32):
         super().__init__()
         channels, height, width_px = image_dims(image_shape, "conv VAE")
         self.latent_dim = latent_dim
@@ -43,7 +43,7 @@ class Decoder(nn.Module):
     likelihood (aigc.models.vae_likelihoods), which also turns them into images.
     """
 
-    def __init__(self, latent_dim: int, image_shape: Sequence[int], width: int = 32):
+    def __init__(self, latent_dim: PositiveInt, image_shape: Sequence[int], width: PositiveInt = 32):
         super().__init__()
         channels, height, width_px = image_dims(image_shape, "conv VAE")
         self.latent_dim = latent_dim

@@ -10,14 +10,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from aigc.constraints import PositiveInt
 from aigc.models.nets.shapes import image_dims
-
 
 
 class Generator(nn.Module):
     """Maps latent vectors ``z`` of shape (N, latent_dim) to images in [-1, 1]."""
 
-    def __init__(self, latent_dim: int, image_shape: Sequence[int], width: int = 64):
+    def __init__(self, latent_dim: PositiveInt, image_shape: Sequence[int], width: PositiveInt = 64):
         super().__init__()
         channels, height, width_px = image_dims(image_shape, "DCGAN")
         self.latent_dim = latent_dim
@@ -45,7 +45,7 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """Maps images in [-1, 1] to one real/fake logit each."""
 
-    def __init__(self, image_shape: Sequence[int], width: int = 64):
+    def __init__(self, image_shape: Sequence[int], width: PositiveInt = 64):
         super().__init__()
         channels, height, width_px = image_dims(image_shape, "DCGAN")
         self.features = nn.Sequential(

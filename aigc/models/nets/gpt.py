@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from aigc.constraints import PositiveInt, Probability
+
 
 @dataclass
 class KVCache:
@@ -117,12 +119,12 @@ class GPT(nn.Module):
 
     def __init__(
         self,
-        vocab_size: int,
-        block_size: int,
-        n_layer: int,
-        n_head: int,
-        n_embd: int,
-        dropout: float = 0.0,
+        vocab_size: PositiveInt,
+        block_size: PositiveInt,
+        n_layer: PositiveInt,
+        n_head: PositiveInt,
+        n_embd: PositiveInt,
+        dropout: Probability = 0.0,
         bias: bool = True,
     ):
         super().__init__()

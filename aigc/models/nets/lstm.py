@@ -9,6 +9,8 @@ serves both.
 import torch
 from torch import nn
 
+from aigc.constraints import PositiveInt, Probability
+
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (num_layers, B, hidden_size)
 
 
@@ -26,7 +28,14 @@ class LSTMLanguageModel(nn.Module):
     # (LanguageModel's carry_state); the GPT's cache cannot outgrow block_size.
     recurrent = True
 
-    def __init__(self, vocab_size: int, embedding_dim: int, hidden_size: int, num_layers: int, dropout: float = 0.0):
+    def __init__(
+        self,
+        vocab_size: PositiveInt,
+        embedding_dim: PositiveInt,
+        hidden_size: PositiveInt,
+        num_layers: PositiveInt,
+        dropout: Probability = 0.0,
+    ):
         super().__init__()
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
