@@ -175,7 +175,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         return train(cfg)
     except RunInterrupted as stop:
-        print(f"\nStopped by {stop.signal_name}; the MLflow run is marked KILLED.", file=sys.stderr)
+        print(f"\nStopped by {stop.signal_name}; the MLflow run ends KILLED.", file=sys.stderr)
         if in_sweep:
             raise
         sys.exit(130)

@@ -8,16 +8,11 @@ unless AIGC_REQUIRE_BROWSER=1 (set by CI) makes that a failure.
 
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import client_for
+from tests.conftest import MlflowServer, client_for
 
 pytestmark = pytest.mark.slow
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,40 +27,12 @@ CHROMIUM_ARGS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(vae_sweep: Path):
-    """`mlflow server` on the sweep's store, on a free loopback port; stopped by its PID."""
-    port = free_port()
-    log = open(vae_sweep / "mlflow_server.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{vae_sweep}/mlflow.db",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: the workers it forks go down with it
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                log.close()
-                pytest.fail(f"mlflow server did not start:\n{(vae_sweep / 'mlflow_server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-    yield url
-    os.killpg(server.pid, signal.SIGTERM)
-    server.wait(timeout=30)
-    log.close()
+    """`mlflow server` on the sweep's store, on a free loopback port."""
+    server = MlflowServer(vae_sweep, backend=vae_sweep / "mlflow.db").start()
+    yield server.url
+    server.stop(signal.SIGTERM)
 
 
 def test_mlflow_ui_compares_two_runs_of_a_sweep(vae_sweep: Path, mlflow_server: str, tmp_path: Path):

@@ -81,7 +81,7 @@ def tracked_run(logger: MLflowLogger | None) -> Iterator[None]:
     try:
         yield
     except RunInterrupted:
-        _end(logger, "KILLED")
+        _end(logger, "KILLED", timeout_s=5)  # a Ctrl-C acts within seconds, whatever the store does
         raise
     except BaseException as error:
         _end(logger, "FAILED")
@@ -103,9 +103,11 @@ def optional_write(write: Callable[[], object], what: str) -> None:
         print(f"Warning: {what} could not be stored in the run ({_first_line(error)})", file=sys.stderr)
 
 
-def _end(logger: MLflowLogger | None, status: str) -> None:
+def _end(logger: MLflowLogger | None, status: str, timeout_s: float = 30) -> None:
+    """The terminal status, then every queued write (what the store doesn't take stays spooled)."""
     if logger is not None and logger.run_id is not None:
         logger.experiment.set_terminated(logger.run_id, status)
+        logger.flush_writes(timeout_s, close=True)
 
 
 def _first_line(error: BaseException) -> str:

@@ -3,6 +3,7 @@ text artifacts, artifacts stored beside a local SQLite store, a reachability
 check before any training starts, and membership of a sweep's parent run."""
 
 import functools
+import os
 
 import numpy as np
 from lightning.pytorch.loggers import MLFlowLogger
@@ -10,7 +11,10 @@ from lightning.pytorch.utilities import rank_zero_only
 from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from aigc.constraints import PositiveFloat
 from aigc.tracking.lifecycle import optional_write, uninterrupted
+from aigc.tracking.liveness import END_TAG
+from aigc.tracking.spool import SpoolingClient
 from aigc.tracking.store import default_artifact_location, experiment_id, opening_store, reachable_store
 
 SWEEP_ID_TAG = "aigc.sweep.id"
@@ -20,7 +24,12 @@ class MLflowLogger(MLFlowLogger):
     """``parent_run_id`` makes the run a child of that run (a sweep's job): it is filed in the
     parent's experiment, whatever ``experiment_name`` says, so that a sweep over models stays
     one tree. An empty ``run_name`` leaves the naming to MLflow. ``continue_run`` (resume) logs
-    into an existing run instead of creating one."""
+    into an existing run instead of creating one.
+
+    With a ``spool_dir``, writes never hold up training (``aigc.tracking.spool``): they are sent
+    by a background thread, spooled there when the store fails, and the run's heartbeat tag is
+    refreshed every ``heartbeat_s`` seconds. MLflow's own HTTP retries (minutes when a server is
+    gone) are cut to a short timeout; the spool takes their place."""
 
     def __init__(
         self,
@@ -29,8 +38,13 @@ class MLflowLogger(MLFlowLogger):
         artifact_location: str | None = None,
         parent_run_id: str | None = None,
         run_name: str | None = None,
+        spool_dir: str | None = None,
+        heartbeat_s: PositiveFloat = 30.0,
         **kwargs,
     ):
+        if spool_dir is not None:
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         with opening_store(tracking_uri):  # its MlflowClient creates the tables of a new SQLite store
             super().__init__(
                 experiment_name=experiment_name,
@@ -39,8 +53,9 @@ class MLflowLogger(MLFlowLogger):
                 run_name=run_name or None,
                 **kwargs,
             )
+        self._writes = None if spool_dir is None else SpoolingClient(self._mlflow_client, spool_dir, tracking_uri, heartbeat_s)
         # every call Lightning and this class make to the store completes before Ctrl-C acts
-        self._mlflow_client = UninterruptedClient(self._mlflow_client)
+        self._mlflow_client = UninterruptedClient(self._writes or self._mlflow_client)
         self._parent_run_id = parent_run_id
         self._continuing = False
         # continuing a run: per metric, the last step it already has (points up to it are not logged again)
@@ -73,6 +88,8 @@ class MLflowLogger(MLFlowLogger):
                     for key in run.data.metrics
                 }
                 client.update_run(self._run_id, status="RUNNING")
+                if END_TAG in run.data.tags:  # reaped as lost (aigc.runs): it lives again
+                    client.delete_tag(self._run_id, END_TAG)
 
     def continue_run(self, run_id: str) -> None:
         """Log into the existing run ``run_id`` (resuming it) instead of creating one. Points at
@@ -127,6 +144,12 @@ class MLflowLogger(MLFlowLogger):
         self.experiment.set_terminated(self.run_id, {"success": "FINISHED", "failed": "FAILED"}.get(status, status.upper()))
         if self._checkpoint_callback:
             optional_write(lambda: self._scan_and_log_checkpoints(self._checkpoint_callback), "the checkpoint artifacts")
+        self.flush_writes()
+
+    def flush_writes(self, timeout_s: float = 30.0, close: bool = False) -> int:
+        """Send the queued writes (spooling what the store does not take within ``timeout_s``);
+        ``close`` when the run has ended. Returns how many writes stay spooled for ``aigc.sync``."""
+        return 0 if self._writes is None else self._writes.flush(timeout_s, close)
 
     @rank_zero_only
     def log_image(self, key: str, images: list, step: int | None = None) -> None:

@@ -1,0 +1,190 @@
+"""The store, the disk and the process fail; the run still ends honestly and loses nothing.
+
+A tracking server killed mid-run: training goes on, writes are spooled and `aigc.sync` completes
+the run with the same points an undisturbed run has. Ctrl-C in the outage acts within seconds.
+An unwritable artifact store or a full disk ends the run FAILED, never RUNNING. A SIGKILLed run
+is found by its stopped heartbeat (`aigc.runs reap`) and can still be resumed.
+"""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import RunTag
+
+from aigc.tracking.liveness import HEARTBEAT_TAG, lost, reap
+from tests.conftest import MlflowServer, all_runs, client_for, only_run, run_aigc, user_env
+
+pytestmark = pytest.mark.slow
+VAE = ("model=vae", "debug=fast", "data.download=false", "metrics.inception=false")
+
+
+def start(folder: Path, *overrides: str, env: dict | None = None) -> tuple[subprocess.Popen, Path]:
+    output = folder / "run.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aigc.run", *overrides], cwd=folder, env=user_env(env),
+        stdout=open(output, "w"), stderr=subprocess.STDOUT, text=True,
+    )
+    return process, output
+
+
+def wait_for(condition, what: str, process: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            pytest.fail(f"{what} never happened")
+        time.sleep(0.3)
+
+
+def epochs_logged(server: MlflowServer, count: int):
+    def enough() -> bool:
+        try:
+            client = MlflowClient(server.url)
+            runs = [run for exp in client.search_experiments() for run in client.search_runs([exp.experiment_id])]
+            return bool(runs) and len(client.get_metric_history(runs[0].info.run_id, "val/elbo")) >= count
+        except Exception:
+            return False
+
+    return enough
+
+
+def steps(client: MlflowClient, run_id: str, key: str) -> list[int]:
+    return sorted(point.step for point in client.get_metric_history(run_id, key))
+
+
+def test_a_server_killed_mid_run_stops_nothing_and_sync_completes_the_run(tmp_path: Path):
+    command = (*VAE, "trainer.max_epochs=30")
+    reference_folder = tmp_path / "undisturbed"
+    reference_folder.mkdir()
+    assert run_aigc(reference_folder, *command).returncode == 0
+    reference_client = client_for(reference_folder)
+    reference = only_run(reference_client)
+    assert HEARTBEAT_TAG in reference.data.tags  # refreshed while a run trains
+
+    server = MlflowServer(tmp_path).start()
+    try:
+        process, output = start(tmp_path, *command, env={"MLFLOW_TRACKING_URI": server.url})
+        wait_for(epochs_logged(server, 3), "three epochs reaching the server", process)
+        server.stop()  # the server dies and stays down
+        assert process.wait(timeout=300) == 0, output.read_text()[-3000:]
+        printed = output.read_text()
+        assert printed.count("Tracking degraded: the store") == 1
+        (folder,) = [p.parent for p in tmp_path.glob("logs/**/tracking_spool")]
+        assert f"python -m aigc.sync {folder}" in printed
+
+        server.start()  # back, on the same store
+        synced = subprocess.run([sys.executable, "-m", "aigc.sync", str(folder)], env=user_env({"MLFLOW_TRACKING_URI": server.url}),
+                                capture_output=True, text=True, timeout=300)
+        assert synced.returncode == 0, synced.stderr[-3000:]
+        again = subprocess.run([sys.executable, "-m", "aigc.sync", str(folder)], env=user_env({"MLFLOW_TRACKING_URI": server.url}),
+                               capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0 and "Nothing to sync" in again.stdout
+
+        client = MlflowClient(server.url)
+        (run,) = [run for exp in client.search_experiments() for run in client.search_runs([exp.experiment_id])]
+        assert run.info.status == "FINISHED"
+        for key in ("train/loss", "train/loss_epoch", "val/elbo", "val/fid_mnist"):
+            assert steps(client, run.info.run_id, key) == steps(reference_client, reference.info.run_id, key), key
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"last", "config"} <= artifacts and any(name.startswith("best") for name in artifacts)
+    finally:
+        server.stop()
+
+
+def test_ctrl_c_during_an_outage_exits_130_within_seconds_and_sync_ends_the_run_killed(tmp_path: Path):
+    server = MlflowServer(tmp_path).start()
+    try:
+        process, output = start(tmp_path, *VAE, "trainer.max_epochs=1000", env={"MLFLOW_TRACKING_URI": server.url})
+        wait_for(epochs_logged(server, 2), "two epochs reaching the server", process)
+        server.stop()
+        wait_for(lambda: "Tracking degraded" in output.read_text(), "the outage noticed", process)
+        pressed = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130, output.read_text()[-3000:]
+        assert time.monotonic() - pressed < 15
+        (folder,) = [p.parent for p in tmp_path.glob("logs/**/tracking_spool")]
+
+        server.start()
+        synced = subprocess.run([sys.executable, "-m", "aigc.sync", str(folder)], env=user_env({"MLFLOW_TRACKING_URI": server.url}),
+                                capture_output=True, text=True, timeout=300)
+        assert synced.returncode == 0, synced.stderr[-3000:]
+        client = MlflowClient(server.url)
+        (run,) = [run for exp in client.search_experiments() for run in client.search_runs([exp.experiment_id])]
+        assert run.info.status == "KILLED"
+    finally:
+        server.stop()
+
+
+def test_an_unwritable_artifact_store_ends_a_failing_run_failed_not_running(tmp_path: Path):
+    (tmp_path / "mlartifacts").write_text("a file where the artifact folder should be")
+    result = run_aigc(tmp_path, *VAE, "+callbacks.fail._target_=failures.RaiseAtBatch", "+callbacks.fail.batch=4")
+    assert result.returncode == 1
+    assert len([line for line in result.stderr.splitlines() if line.startswith("Error:")]) == 1
+    assert "injected failure" in result.stderr and "Traceback" not in result.stderr
+    run = only_run(client_for(tmp_path))
+    assert run.info.status == "FAILED"
+    assert "train/loss" in run.data.metrics  # metrics went through; the artifacts wait in the spool
+    assert "writes are spooled" in result.stderr
+
+
+def test_a_full_disk_ends_the_run_failed_in_one_line(tmp_path: Path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+    try:
+        result = run_aigc(tmp_path, *VAE, "trainer.max_epochs=4", f"hydra.run.dir={disk}/run")
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+    assert result.returncode == 1, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "No space left on device" in errors[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert only_run(client_for(tmp_path)).info.status == "FAILED"
+
+
+def test_a_sigkilled_run_is_reaped_by_its_heartbeat_and_can_still_resume(tmp_path: Path):
+    command = (*VAE, "trainer.max_epochs=3", "logger.mlflow.heartbeat_s=1")
+    killed = run_aigc(tmp_path, *command, "+callbacks.kill._target_=failures.KillAtBatch",
+                      "+callbacks.kill.epoch=1", "+callbacks.kill.batch=1")
+    assert killed.returncode == -9
+    client = client_for(tmp_path)
+    run_id = only_run(client).info.run_id
+    assert only_run(client).info.status == "RUNNING"  # SIGKILL: nothing in the process could end it
+    time.sleep(2)
+    reaped = subprocess.run([sys.executable, "-m", "aigc.runs", "reap", "--after", "1"], cwd=tmp_path, env=user_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert reaped.returncode == 0 and "Reaped 1 runs" in reaped.stdout, reaped.stderr
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.tags["aigc.end"] == "lost"
+
+    resumed = run_aigc(tmp_path, *command, f"resume={run_id}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and "aigc.end" not in run.data.tags
+
+
+def test_reap_ends_only_running_runs_whose_heartbeat_stopped(tmp_path: Path):
+    client = client_for(tmp_path)
+    experiment = client.create_experiment("runs")
+    now = time.time()
+    beats = {"silent": now - 600, "alive": now - 5, "not_ours": None}
+    ids = {}
+    for name, beat in beats.items():
+        run = client.create_run(experiment, run_name=name, tags={HEARTBEAT_TAG: str(beat)} if beat else {})
+        ids[name] = run.info.run_id
+    finished = client.create_run(experiment, run_name="finished", tags={HEARTBEAT_TAG: str(now - 600)})
+    client.set_terminated(finished.info.run_id, "FINISHED")
+    assert [run.info.run_name for run in reap(client, after_s=300)] == ["silent"]
+    statuses = {run.info.run_name: (run.info.status, run.data.tags.get("aigc.end")) for run in all_runs(client)}
+    assert statuses == {"silent": ("FAILED", "lost"), "alive": ("RUNNING", None), "not_ours": ("RUNNING", None),
+                        "finished": ("FINISHED", None)}
+    assert not lost(client.get_run(ids["alive"]), after_s=300)
+    client.log_batch(ids["alive"], tags=[RunTag(HEARTBEAT_TAG, str(now - 1000))])
+    assert lost(client.get_run(ids["alive"]), after_s=300)
