@@ -2,9 +2,11 @@
 torchrun "nodes" on loopback (trainer=multinode). Each job is one output folder and one MLflow run,
 written by rank zero only."""
 
+import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,7 +34,7 @@ def output_folders(root: Path) -> list[Path]:
 def test_image_model_trains_on_two_cpu_processes_into_one_run(tmp_path: Path, model):
     result = run_aigc(tmp_path, "trainer=ddp_cpu", *model, *ONE_EPOCH)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Starting with 2 processes" in result.stdout + result.stderr
+    assert "DDP: 2 processes on this machine, meeting through" in result.stdout + result.stderr
     run = only_run(client_for(tmp_path))
     assert run.info.status == "FINISHED"
     assert run.data.params["trainer.devices"] == "2"
@@ -85,6 +87,51 @@ def test_two_torchrun_nodes_train_one_run(tmp_path: Path):
     run = only_run(client_for(tmp_path))
     assert run.info.status == "FINISHED" and "val/loss" in run.data.metrics
     assert output_folders(tmp_path) == [tmp_path / "logs/run"]
+
+
+def listening_addresses(pid: int) -> list[str]:
+    """The local addresses of the TCP sockets process ``pid`` listens on (from /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    addresses = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                addresses.append(fields[1].split(":")[0])
+    return addresses
+
+
+def test_ddp_workers_listen_on_loopback_only_and_die_with_their_parent(tmp_path: Path):
+    main = subprocess.Popen(
+        [sys.executable, "-m", "aigc.run", "trainer=ddp_cpu", "model=vae", "debug=fast", "trainer.max_epochs=1000",
+         "data.download=false", "metrics.inception=false", "logger=none"],
+        cwd=tmp_path, env=user_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        for line in main.stdout:
+            if "DDP: 2 processes on this machine" in line:
+                break
+        time.sleep(3)  # past the rendezvous: the workers train
+        workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(main.pid), "-f", "multiprocessing"],
+                                                  capture_output=True, text=True).stdout.split()]
+        assert len(workers) >= 2
+        addresses = [address for worker in workers for address in listening_addresses(worker)]
+        assert addresses and all(address in ("0100007F", "00000000000000000000000001000000") for address in addresses)
+        main.kill()  # SIGKILL: no handler in the parent runs
+        main.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while any(Path(f"/proc/{worker}").exists() for worker in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(Path(f"/proc/{worker}").exists() for worker in workers)
+    finally:
+        main.kill()
 
 
 def odd_window_block_size(compose_cfg) -> int:

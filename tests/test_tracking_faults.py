@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from mlflow.entities import RunTag
 
 from aigc.tracking.liveness import HEARTBEAT_TAG, lost, reap
-from tests.conftest import MlflowServer, all_runs, client_for, only_run, run_aigc, user_env
+from tests.conftest import MlflowServer, all_runs, client_for, free_port, only_run, run_aigc, user_env
 
 pytestmark = pytest.mark.slow
 VAE = ("model=vae", "debug=fast", "data.download=false", "metrics.inception=false")
@@ -188,3 +188,56 @@ def test_reap_ends_only_running_runs_whose_heartbeat_stopped(tmp_path: Path):
     assert not lost(client.get_run(ids["alive"]), after_s=300)
     client.log_batch(ids["alive"], tags=[RunTag(HEARTBEAT_TAG, str(now - 1000))])
     assert lost(client.get_run(ids["alive"]), after_s=300)
+
+
+def test_a_spool_replays_each_write_once_with_its_files_and_names(tmp_path: Path, monkeypatch):
+    """In-process: a run's writes spooled (its server is gone), then replayed twice into a store."""
+    from mlflow.entities import Metric
+
+    from aigc.tracking.spool import Spool, SpoolingClient, replay
+
+    client = client_for(tmp_path)
+    run_id = client.create_run(client.create_experiment("spooled")).info.run_id
+    checkpoint = tmp_path / "last.ckpt"
+    checkpoint.write_bytes(b"weights")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    gone = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    spooling = SpoolingClient(MlflowClient(gone), tmp_path / "spool", gone, retries=1, probe_every_s=0.1)
+    spooling.log_batch(run_id, metrics=[Metric("train/loss", float("nan"), 1000, 3), Metric("train/loss", 0.5, 1001, 4)])
+    spooling.log_artifact(run_id, str(checkpoint), "last")
+    checkpoint.unlink()  # the caller's file may be gone by the time the write is sent
+    spooling.set_terminated(run_id, "KILLED")
+    assert spooling.flush(timeout_s=10, close=True) == 3
+
+    spool = Spool(tmp_path / "spool")
+    assert replay(client, spool) == (3, 0)
+    assert replay(client, spool) == (0, 0)  # a second sync adds nothing
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED"
+    history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "train/loss"))
+    assert history[1] == (4, 0.5) and history[0][0] == 3 and history[0][1] != history[0][1]  # NaN kept
+    assert [a.path for a in client.list_artifacts(run_id, "last")] == ["last/last.ckpt"]
+
+
+def test_a_planted_spool_can_not_upload_files_from_elsewhere_or_call_other_methods(tmp_path: Path):
+    import json
+
+    from aigc.tracking.spool import FORMAT, Spool, replay
+
+    client = client_for(tmp_path)
+    run_id = client.create_run(client.create_experiment("planted")).info.run_id
+    spool = Spool(tmp_path / "spool")
+    spool.folder.mkdir()
+    header = {"format": FORMAT, "tracking_uri": "x", "run_id": run_id}
+    planted = [
+        {"id": "1", "op": "log_artifact", "args": {"run_id": run_id, "local_path": "../../../etc/passwd"}, "files": []},
+        {"id": "2", "op": "delete_run", "args": {"run_id": run_id}, "files": []},
+    ]
+    spool.ops.write_text("\n".join(json.dumps(line) for line in [header, *planted]) + "\n")
+    with pytest.raises(ValueError, match="outside the spool"):
+        replay(client, spool)
+    spool.ops.write_text("\n".join(json.dumps(line) for line in [header, planted[1]]) + "\n")
+    with pytest.raises(ValueError, match="not a tracking write"):
+        replay(client, spool)
+    assert client.get_run(run_id).info.lifecycle_stage == "active"
+

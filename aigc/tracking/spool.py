@@ -286,9 +286,10 @@ def replay(client, spool: Spool, retries: int = 3) -> tuple[int, int]:
 
 
 def _apply_with_retries(client, record: dict, files: Path, retries: int) -> BaseException | None:
+    write, arguments = getattr(client, _write_name(record)), decode(record, files)  # a malformed record raises
     for attempt in range(retries):
         try:
-            getattr(client, _write_name(record))(**decode(record, files))
+            write(**arguments)
             return None
         except Exception as error:  # network, database and file system errors differ by store
             if _permanent(error) or attempt == retries - 1:
@@ -319,21 +320,18 @@ def encode(name: str, method: Callable, args: tuple, kwargs: dict, files: Path, 
         bound["end_time"] = int(time.time() * 1000)
     if name == "log_image" and bound.get("key") is not None and bound.get("timestamp") is None:
         bound["timestamp"] = int(time.time() * 1000)
-    staged = []
+    staged = files / record_id  # the file keeps its name: the artifact is named after it
     for key in ("local_path", "local_dir"):
         if key in bound:
-            target = files / f"{record_id}-{Path(bound[key]).name}"
-            files.mkdir(parents=True, exist_ok=True)
-            (shutil.copytree if Path(bound[key]).is_dir() else shutil.copy2)(bound[key], target)
-            bound[key] = target.name
-            staged.append(target.name)
+            source = Path(bound[key])
+            staged.mkdir(parents=True, exist_ok=True)
+            (shutil.copytree if source.is_dir() else shutil.copy2)(source, staged / source.name)
+            bound[key] = f"{record_id}/{source.name}"
     if name == "log_image":
-        image = files / f"{record_id}-image.npy"
-        files.mkdir(parents=True, exist_ok=True)
-        np.save(image, np.asarray(bound["image"]), allow_pickle=False)
-        bound["image"] = image.name
-        staged.append(image.name)
-    return {"id": record_id, "op": name, "args": _to_json(bound), "files": staged}
+        staged.mkdir(parents=True, exist_ok=True)
+        np.save(staged / "image.npy", np.asarray(bound["image"]), allow_pickle=False)
+        bound["image"] = f"{record_id}/image.npy"
+    return {"id": record_id, "op": name, "args": _to_json(bound), "files": [record_id] if staged.exists() else []}
 
 
 def decode(record: dict, files: Path) -> dict:
@@ -357,7 +355,7 @@ def discard_files(record: dict, files: Path) -> None:
 
 def _inside(files: Path, name: str) -> Path:
     path = (files / name).resolve()
-    if path.parent != files.resolve():
+    if not path.is_relative_to(files.resolve()) or path == files.resolve():
         raise ValueError(f"a spooled write names a file outside the spool: {name!r}")
     return path
 

@@ -43,7 +43,6 @@ from aigc.tracking.lifecycle import interrupted_by, raise_on_signals, restore_si
 from aigc.tracking.logger import SWEEP_ID_TAG, UninterruptedClient
 from aigc.tracking.record import flatten, recorded, typed_overrides
 from aigc.tracking.store import TrackingUnreachable, experiment_id, reachable_store
-from aigc.validation import ConfigError, validate
 
 PARENT_RUN_ENV = "AIGC_SWEEP_PARENT_RUN_ID"
 ROLE_TAG = "aigc.sweep.role"
@@ -64,11 +63,6 @@ class SweepRun(Callback):
         if mlflow_cfg is None:  # logger=none: nothing is tracked
             return
         # Hydra turns a callback's exception into a warning and sweeps on, untracked: stop instead
-        try:
-            validate(config)  # what every job shares; each job checks its own values again
-        except ConfigError as error:
-            print(f"Error: {error}", file=sys.stderr)
-            sys.exit(1)
         try:
             self.tracking_uri = mlflow_cfg.tracking_uri
             self.experiment_name = experiment_of_sweep(config)
