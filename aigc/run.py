@@ -22,14 +22,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from aigc.callbacks import ConfigSnapshot
 from aigc.callbacks.random_state import RandomState
-from aigc.console import entry_point
+from aigc.console import entry_point, one_line
 from aigc.stored import CONFIG_KEY, RUN_KEY, read_checkpoint
 from aigc.tracking import MLflowLogger, RunInterrupted, record_run, tracked_run
 from aigc.tracking.record import OVERRIDES_TAG, recorded_config, typed_overrides
 from aigc.tracking.resume import CHECKPOINTS_TAG, checkpoint_to_resume
 from aigc.tracking.store import open_store, stored_run
 from aigc.tracking.sweep import DIR_TAG, JOB_TAG
-from aigc.validation import ConfigError, check_trainable, validate
+from aigc.validation import ConfigError, check_trainable, validate, within_memory
 
 CODE_DIR = Path(__file__).resolve().parents[1]
 
@@ -53,9 +53,11 @@ def build(cfg: DictConfig) -> Job:
     # zero's logger (run id included) and log nothing through it.
     on_rank_zero = rank_zero_only.rank == 0
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()] if on_rank_zero else []
+    with within_memory():
+        model = instantiate(cfg.model, _convert_="all")
     return Job(
         datamodule=instantiate(cfg.data, _convert_="all"),
-        model=instantiate(cfg.model, _convert_="all"),
+        model=model,
         trainer=instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False),
         tracker=next((lg for lg in loggers if isinstance(lg, MLflowLogger)), None),
         config=config,
@@ -193,7 +195,7 @@ def main(cfg: DictConfig) -> float | None:
         except OSError as unwritable:  # a full disk, say: the one line below still says what happened
             full = f"no traceback file: {unwritable.strerror}"
         print(
-            f"\nError: {type(error).__name__}: {error}\n"
+            f"\nError: {type(error).__name__}: {one_line(error)}\n"
             f"  at {where.filename}:{where.lineno} in {where.name} ({full})",
             file=sys.stderr,
         )

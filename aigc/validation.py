@@ -17,6 +17,8 @@ import inspect
 import os
 import re
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -185,7 +187,9 @@ def _validate(adapter: TypeAdapter, value: Any) -> None:
 def _check_devices(trainer: dict) -> None:
     devices = trainer.get("devices")
     if isinstance(devices, list):
-        devices = len(devices)
+        devices = len(devices) or 0
+    if isinstance(devices, int) and (devices == 0 or devices < -1):
+        raise ConfigError(f"trainer.devices={devices}: give a number of devices, -1 (all there are) or auto")
     if not isinstance(devices, int) or devices < 1:
         return  # -1 or "auto": every one there is
     accelerator = str(trainer.get("accelerator", "auto"))
@@ -273,3 +277,20 @@ def check_trainable(datamodule) -> None:
             f"data.batch_size={datamodule.batch_size}: {examples} make no full batch, so nothing would train; "
             "use a smaller data.batch_size"
         )
+
+
+@contextmanager
+def within_memory() -> Iterator[None]:
+    """Building a net too large for this machine's memory (a width of 10,000) is a config error:
+    one line naming the node, not a crash."""
+    try:
+        yield
+    except Exception as error:
+        chain = [error, error.__cause__, error.__context__]
+        if not any(isinstance(e, MemoryError) or "can't allocate memory" in str(e) for e in chain if e is not None):
+            raise
+        node = re.search(r"full_key: (\S+)", str(error))
+        wanted = re.search(r"allocate (\d+) bytes", str(error))
+        size = f" ({int(wanted.group(1)) / 2**30:.1f} GiB)" if wanted else ""
+        where = node.group(1) if node else "the model"
+        raise ConfigError(f"{where} needs more memory than this machine has{size}: make it smaller") from None

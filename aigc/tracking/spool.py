@@ -89,8 +89,15 @@ class Spool:
             return []
         applied = set(self.applied_file.read_text().split()) if self.applied_file.is_file() else set()
         with open(self.ops) as file:
-            lines = file.read().splitlines()[1:]
-        records = [json.loads(line) for line in lines if line.strip()]
+            lines = [line for line in file.read().splitlines()[1:] if line.strip()]
+        records = []
+        for number, line in enumerate(lines, start=2):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                if number - 1 < len(lines):
+                    raise ValueError(f"{self.ops}, line {number}, is not a spooled write: the spool is damaged") from None
+                print(f"Warning: the last line of {self.ops} was cut short (a crash or a full disk): skipped", file=sys.stderr)
         return [record for record in records if record["id"] not in applied]
 
     def mark_applied(self, record: dict) -> None:
