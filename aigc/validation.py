@@ -27,7 +27,7 @@ from annotated_types import Ge, Gt
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError
-from pydantic import AfterValidator, ConfigDict, TypeAdapter, ValidationError
+from pydantic import AfterValidator, ConfigDict, StringConstraints, TypeAdapter, ValidationError
 
 from aigc.stored import locate
 
@@ -47,6 +47,10 @@ EXTRA: dict[tuple[str, str], Any] = {
     ("lightning.pytorch.trainer.trainer.Trainer", "max_epochs"): Annotated[int | None, AfterValidator(_epoch_limit)],
     ("lightning.pytorch.trainer.trainer.Trainer", "limit_train_batches"): Annotated[int | float, Gt(0)] | None,
     ("lightning.pytorch.trainer.trainer.Trainer", "log_every_n_steps"): Annotated[int, Gt(0)] | None,
+    # a count, a list of indices, or Lightning's strings: "auto", "-1", "2", "0,1"
+    ("lightning.pytorch.trainer.trainer.Trainer", "devices"): (
+        int | list[int] | Annotated[str, StringConstraints(pattern=r"^(auto|-1|\d+(,\d+)*,?)$")]
+    ),
 }
 
 

@@ -110,6 +110,7 @@ def test_every_override_set_is_accepted_and_builds_or_is_refused_in_one_line(tmp
         (["data.batch_size=1e8"], "data.batch_size=100000000.0: input should be a valid integer"),
         (["data.batch_size=" + "9" * 30], "data.batch_size is a 30-digit number: whole numbers must fit in 64 bits"),
         (["trainer.devices=99"], "trainer.devices=99: this machine has"),
+        (["trainer.devices=abc"], "trainer.devices='abc': "),
         (["trainer.devices=0"], "trainer.devices=0: give a number of devices, -1 (all there are) or auto"),
         (["trainer.max_epochs=0"], "trainer.max_epochs=0: should be at least 1 (or -1: no limit); 0 trains nothing"),
         (["+model.foo=1"], "model.foo: GAN takes no argument 'foo'"),
