@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?= model=gan data=mnist
 
-.PHONY: run test install clean
+.PHONY: run test lint install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ run: install
 # two pytest workers: most tests wait on subprocesses (python -m aigc.run), 9.5 -> 7 minutes on 2 cores
 test: install
 	$(BIN)/python -m pytest -n 2
+
+# ruff's checks and formatting (pyproject.toml [tool.ruff]): zero findings, or CI fails
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(VENV) logs mlflow.db mlartifacts

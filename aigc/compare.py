@@ -24,7 +24,9 @@ from aigc.tracking.store import open_store
 def compare(cfg: DictConfig) -> comparison.Comparison:
     client = open_store(cfg.tracking_uri)
     for run in reap(client):  # runs whose process died without a word are not "running"
-        print(f"Run {run.info.run_id} ({run.info.run_name}) had no heartbeat for 5 minutes: marked FAILED, aigc.end=lost")
+        print(
+            f"Run {run.info.run_id} ({run.info.run_name}) had no heartbeat for 5 minutes: marked FAILED, aigc.end=lost"
+        )
     found = comparison.select(client, cfg.experiment_name, cfg.run_id, cfg.metric, cfg.mode)
     rows = comparison.table(found, client)
     print(comparison.format_table(rows))

@@ -42,7 +42,9 @@ class DDPStrategy(LightningDDPStrategy):
 
     def _setup_model(self, model: Module) -> DistributedDataParallel:
         if "find_unused_parameters" not in self._ddp_kwargs:
-            self._ddp_kwargs["find_unused_parameters"] = getattr(self.lightning_module, "ddp_find_unused_parameters", False)
+            self._ddp_kwargs["find_unused_parameters"] = getattr(
+                self.lightning_module, "ddp_find_unused_parameters", False
+            )
         return super()._setup_model(model)
 
     def setup_distributed(self) -> None:
@@ -57,7 +59,10 @@ class DDPStrategy(LightningDDPStrategy):
             )
             atexit.register(_leave_group)
             if self.global_rank == 0:
-                print(f"DDP: {self.world_size} processes on this machine, meeting through {self._rendezvous} (no network port)")
+                print(
+                    f"DDP: {self.world_size} processes on this machine, meeting through {self._rendezvous} "
+                    "(no network port)"
+                )
         super().setup_distributed()  # Lightning's own set-up; it finds the process group made
 
 

@@ -146,7 +146,9 @@ def resume_point(cfg: DictConfig) -> tuple[str | None, str | None]:
         checkpoint = read_checkpoint(ckpt_path)
         run_id = checkpoint.get(RUN_KEY)
         if run_id and tracking_uri is not None:
-            run = stored_run(open_store(tracking_uri), run_id, f"named by {ckpt_path}; or resume untracked with logger=none")
+            run = stored_run(
+                open_store(tracking_uri), run_id, f"named by {ckpt_path}; or resume untracked with logger=none"
+            )
     else:
         return None, None
     built = checkpoint.get(CONFIG_KEY, {})

@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     reaping = commands.add_parser("reap", help="mark runs whose heartbeat stopped FAILED (tag aigc.end=lost)")
     reaping.add_argument("--after", type=float, default=DEFAULT_AFTER_S, help="seconds of silence (default 300)")
-    reaping.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{os.getcwd()}/mlflow.db"))
+    reaping.add_argument(
+        "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{os.getcwd()}/mlflow.db")
+    )
     reaping.add_argument("--experiment", help="only this experiment (by name)")
     args = parser.parse_args(argv)
     with one_line_errors():

@@ -1,7 +1,7 @@
 """Continue a prompt with a trained language model.
 
-    python -m aigc.sample run_id=<id> prompt="ROMEO:"
-    python -m aigc.sample ckpt_path=logs/train/runs/<time>/checkpoints/last.ckpt prompt="def " temperature=0
+python -m aigc.sample run_id=<id> prompt="ROMEO:"
+python -m aigc.sample ckpt_path=logs/train/runs/<time>/checkpoints/last.ckpt prompt="def " temperature=0
 """
 
 import tempfile

@@ -60,8 +60,11 @@ class ConfigError(ValueError):
 
 def validate(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for the first problem found in ``cfg`` (Hydra's own node aside)."""
-    raw = {key: OmegaConf.to_container(value, resolve=False) if OmegaConf.is_config(value) else value
-           for key, value in cfg.items() if key != "hydra"}
+    raw = {
+        key: OmegaConf.to_container(value, resolve=False) if OmegaConf.is_config(value) else value
+        for key, value in cfg.items()
+        if key != "hydra"
+    }
     config = {key: _resolved(cfg, key) for key in raw}
     for path, value in _leaves(config):
         if isinstance(value, int) and abs(value) > LARGEST_INT:
@@ -92,9 +95,7 @@ def _mismatch(error: InterpolationKeyError) -> str:
         return f"{where} reads {wanted}, which this config does not have"
     fitting = [option for option in _group_options(owner) if _option_has(owner, option, wanted.split(".", 1)[1])]
     fix = f": use {owner}={'|'.join(fitting)}" if fitting else ""
-    return (
-        f"{reader}={choices[reader]} needs {wanted} ({where}), which {owner}={choices[owner]} does not have{fix}"
-    )
+    return f"{reader}={choices[reader]} needs {wanted} ({where}), which {owner}={choices[owner]} does not have{fix}"
 
 
 def _choices() -> dict[str, str]:
@@ -235,8 +236,11 @@ def _parameters(cls) -> dict[str, tuple[inspect.Parameter, type]]:
 @cache
 def _adapter(owner: type, cls: type, key: str) -> TypeAdapter | None:
     annotation = next(
-        (EXTRA[(f"{base.__module__}.{base.__qualname__}", key)] for base in cls.__mro__
-         if (f"{base.__module__}.{base.__qualname__}", key) in EXTRA),
+        (
+            EXTRA[(f"{base.__module__}.{base.__qualname__}", key)]
+            for base in cls.__mro__
+            if (f"{base.__module__}.{base.__qualname__}", key) in EXTRA
+        ),
         None,
     )
     if annotation is None:

@@ -31,9 +31,17 @@ def throughput(model: list[str], trainer: str, batches: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "throughput.json"
         command = [
-            sys.executable, "-m", "aigc.run", *model, f"trainer={trainer}", "logger=none",
-            "trainer.max_epochs=1", f"++trainer.limit_train_batches={batches}", "++trainer.limit_val_batches=0",
-            "++trainer.num_sanity_val_steps=0", "+callbacks.throughput._target_=throughput.Throughput",
+            sys.executable,
+            "-m",
+            "aigc.run",
+            *model,
+            f"trainer={trainer}",
+            "logger=none",
+            "trainer.max_epochs=1",
+            f"++trainer.limit_train_batches={batches}",
+            "++trainer.limit_val_batches=0",
+            "++trainer.num_sanity_val_steps=0",
+            "+callbacks.throughput._target_=throughput.Throughput",
             f"+callbacks.throughput.out={out}",
         ]
         env = {**os.environ, "PYTHONPATH": str(ROOT / "experiments" / "helpers")}

@@ -129,9 +129,7 @@ def measure_costs(checkpoint_path: Path) -> dict:
         validator.validate(model, datamodule=datamodule, verbose=False)
 
     timer = EpochTimer()
-    fitter = L.Trainer(
-        max_epochs=2, limit_val_batches=0, callbacks=[timer], enable_checkpointing=False, **trainer_args
-    )
+    fitter = L.Trainer(max_epochs=2, limit_val_batches=0, callbacks=[timer], enable_checkpointing=False, **trainer_args)
     fitter.fit(model, datamodule=datamodule)
     batches = fitter.num_training_batches
     full_epoch_s = timer.seconds[-1] / batches * (FULL_MNIST_TRAIN // datamodule.batch_size)  # drop_last
@@ -164,24 +162,30 @@ def main() -> None:
             print(f"{name}: done in {wall:.0f} s", flush=True)
 
     print()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
-          f"flags: {' '.join(OFFLINE)}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
+        f"flags: {' '.join(OFFLINE)}"
+    )
     print()
-    print("| run | precision | epochs | wall time | val/is_mnist final | best | val/fid_mnist final | best "
-          "| one eval (cached) | one train epoch (batches) | eval / epoch | eval / full-MNIST epoch |")
+    print(
+        "| run | precision | epochs | wall time | val/is_mnist final | best | val/fid_mnist final | best "
+        "| one eval (cached) | one train epoch (batches) | eval / epoch | eval / full-MNIST epoch |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         is_final, is_best = r["val/is_mnist"]
         fid_final, fid_best = r["val/fid_mnist"]
         print(
-            f"| {r['name']} | {r['precision']} | {r['epochs']} | {r['wall_s'] / 60:.1f} min | {is_final:.2f} | {is_best:.2f} "
+            f"| {r['name']} | {r['precision']} | {r['epochs']} | {r['wall_s'] / 60:.1f} min "
+            f"| {is_final:.2f} | {is_best:.2f} "
             f"| {fid_final:.1f} | {fid_best:.1f} | {r['eval_s']:.2f} s | {r['epoch_s']:.1f} s ({r['batches']}) "
             f"| {100 * r['eval_s'] / r['epoch_s']:.0f}% | {100 * r['eval_s'] / r['full_epoch_s']:.1f}% |"
         )
     print()
-    print("one eval: ImageMetrics.score with the run's metric settings, second of two calls "
-          "(the first: "
-          + ", ".join(f"{r['name']} {r['first_eval_s']:.2f} s" for r in rows) + ")")
+    print(
+        "one eval: ImageMetrics.score with the run's metric settings, second of two calls "
+        "(the first: " + ", ".join(f"{r['name']} {r['first_eval_s']:.2f} s" for r in rows) + ")"
+    )
 
 
 if __name__ == "__main__":

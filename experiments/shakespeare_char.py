@@ -56,15 +56,17 @@ def aigc_runs(text: Path, *overrides: str) -> list[dict]:
         for run in sorted((r for r in runs if "val/loss" in r.data.metrics), key=lambda r: r.info.start_time):
             val = metric_history(client, run.info.run_id, "val/loss")
             rates = metric_history(client, run.info.run_id, "train/tokens_per_sec_epoch")
-            rows.append({
-                "seed": run.data.params.get("seed"),
-                "val_loss": val[-1].value,
-                "steps": val[-1].step + 1,
-                "tokens_per_sec": rates[-1].value,  # the last epoch's, everything between batches included
-                "ms_per_iter": 1000 * BLOCK * BATCH / rates[-1].value,
-                "wall_s": (run.info.end_time - run.info.start_time) / 1000,
-                "curve": [(m.step + 1, round(m.value, 3)) for m in val],
-            })
+            rows.append(
+                {
+                    "seed": run.data.params.get("seed"),
+                    "val_loss": val[-1].value,
+                    "steps": val[-1].step + 1,
+                    "tokens_per_sec": rates[-1].value,  # the last epoch's, everything between batches included
+                    "ms_per_iter": 1000 * BLOCK * BATCH / rates[-1].value,
+                    "wall_s": (run.info.end_time - run.info.start_time) / 1000,
+                    "curve": [(m.step + 1, round(m.value, 3)) for m in val],
+                }
+            )
         print(f"  {' '.join(overrides)}: {len(rows)} run(s) in {wall:.0f} s", flush=True)
         return rows
 
@@ -87,14 +89,18 @@ class NanoGPTLoop:
         tokenizer = CharTokenizer().fit(raw[:split])
         self.train_ids = torch.tensor(tokenizer.encode(raw[:split]), dtype=torch.int64)
         self.val_ids = torch.tensor(tokenizer.encode(raw[split:]), dtype=torch.int64)
-        self.model = GPT(tokenizer.vocab_size, block_size=BLOCK, n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=False)
+        self.model = GPT(
+            tokenizer.vocab_size, block_size=BLOCK, n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=False
+        )
         self.optimizer = torch.optim.AdamW(self.model.param_groups(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
         self.scheduler = WarmupCosineLR(self.optimizer, warmup_steps=100, decay_steps=ITERS, min_lr_ratio=0.1)
 
     @staticmethod
     def batch(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         starts = torch.randint(len(ids) - BLOCK, (BATCH,))
-        return torch.stack([ids[i : i + BLOCK] for i in starts]), torch.stack([ids[i + 1 : i + 1 + BLOCK] for i in starts])
+        return torch.stack([ids[i : i + BLOCK] for i in starts]), torch.stack(
+            [ids[i + 1 : i + 1 + BLOCK] for i in starts]
+        )
 
     def train(self, iters: int) -> list[float]:
         """Seconds of each iteration."""
@@ -125,8 +131,10 @@ class NanoGPTLoop:
     def val_loss_estimates(self, draws: int, eval_iters: int = 20) -> list[float]:
         """nanoGPT's ``estimate_loss`` on the validation split, ``draws`` times."""
         self.model.eval()
-        losses = [float(F.cross_entropy(self.model(x)[0].flatten(0, 1), y.flatten()))
-                  for x, y in (self.batch(self.val_ids) for _ in range(draws * eval_iters))]
+        losses = [
+            float(F.cross_entropy(self.model(x)[0].flatten(0, 1), y.flatten()))
+            for x, y in (self.batch(self.val_ids) for _ in range(draws * eval_iters))
+        ]
         return [statistics.mean(losses[i : i + eval_iters]) for i in range(0, len(losses), eval_iters)]
 
 
@@ -176,32 +184,42 @@ def main() -> None:
         print("\n| aigc.run | seed | iterations | val loss | ms/iter | tokens/s | run wall time |")
         print("|---|---|---|---|---|---|---|")
         for name, r in rows:
-            print(f"| {name} | {r['seed']} | {r['steps']:,} | {r['val_loss']:.4f} | {r['ms_per_iter']:.1f} "
-                  f"| {r['tokens_per_sec']:,.0f} | {r['wall_s']:.0f} s |")
+            print(
+                f"| {name} | {r['seed']} | {r['steps']:,} | {r['val_loss']:.4f} | {r['ms_per_iter']:.1f} "
+                f"| {r['tokens_per_sec']:,.0f} | {r['wall_s']:.0f} s |"
+            )
         gpt = [r["val_loss"] for name, r in rows if name == "GPT"]
         if len(gpt) > 1:
-            print(f"GPT val loss over {len(gpt)} seeds: mean {statistics.mean(gpt):.4f}, sd {statistics.stdev(gpt):.4f}")
+            print(
+                f"GPT val loss over {len(gpt)} seeds: mean {statistics.mean(gpt):.4f}, sd {statistics.stdev(gpt):.4f}"
+            )
         for name, r in rows:
             print(f"{name} seed {r['seed']} val/loss by iteration: {r['curve']}")
 
     if "nanogpt" in parts:
         n = nanogpt_recipe(args.text)
         print(f"\nnanoGPT's recipe, bare loop, seed 1337, {ITERS:,} iterations ({n['ms_per_iter']:.1f} ms/iter):")
-        print("| val loss over the whole split | nanoGPT's estimate (20 batches): median | 5th-95th percentile "
-              f"| draws <= {NANOGPT_VAL_LOSS} |")
+        print(
+            "| val loss over the whole split | nanoGPT's estimate (20 batches): median | 5th-95th percentile "
+            f"| draws <= {NANOGPT_VAL_LOSS} |"
+        )
         print("|---|---|---|---|")
-        print(f"| {n['full']:.4f} | {n['median']:.4f} | {n['p5']:.4f}-{n['p95']:.4f} "
-              f"| {100 * n['share_at_or_below']:.0f}% of {n['draws']} |")
+        print(
+            f"| {n['full']:.4f} | {n['median']:.4f} | {n['p5']:.4f}-{n['p95']:.4f} "
+            f"| {100 * n['share_at_or_below']:.0f}% of {n['draws']} |"
+        )
 
     if "overhead" in parts:
         pairs = overhead_rounds(args.text, args.rounds)
         ratios = [a / b for a, b in pairs]
         print("\n| round | aigc.run ms/iter | bare loop ms/iter | aigc / bare |")
         print("|---|---|---|---|")
-        for i, ((a, b), ratio) in enumerate(zip(pairs, ratios), 1):
+        for i, ((a, b), ratio) in enumerate(zip(pairs, ratios, strict=False), 1):
             print(f"| {i} | {a:.1f} | {b:.1f} | {ratio:.3f} |")
-        print(f"median aigc / bare over {len(ratios)} rounds: {statistics.median(ratios):.3f} "
-              f"(range {min(ratios):.3f}-{max(ratios):.3f})")
+        print(
+            f"median aigc / bare over {len(ratios)} rounds: {statistics.median(ratios):.3f} "
+            f"(range {min(ratios):.3f}-{max(ratios):.3f})"
+        )
 
 
 if __name__ == "__main__":

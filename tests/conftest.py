@@ -140,11 +140,25 @@ class MlflowServer:
     def start(self) -> "MlflowServer":
         log = open(self.folder / "mlflow_server.log", "a")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.backend}",
-             "--artifacts-destination", str(self.folder / "server_artifacts"),
-             "--host", "127.0.0.1", "--port", self.url.rsplit(":", 1)[1], "--workers", "1"],
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{self.backend}",
+                "--artifacts-destination",
+                str(self.folder / "server_artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                self.url.rsplit(":", 1)[1],
+                "--workers",
+                "1",
+            ],
             env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: the workers it forks go down with it
         )
         deadline = time.monotonic() + 60
@@ -155,7 +169,9 @@ class MlflowServer:
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    pytest.fail(f"mlflow server did not start:\n{(self.folder / 'mlflow_server.log').read_text()[-2000:]}")
+                    pytest.fail(
+                        f"mlflow server did not start:\n{(self.folder / 'mlflow_server.log').read_text()[-2000:]}"
+                    )
                 time.sleep(0.5)
 
     def stop(self, signum: int = signal.SIGKILL) -> None:

@@ -21,18 +21,44 @@ from tests.conftest import CONF_DIR, all_runs, client_for, run_aigc
 
 # keys a user sets, by the model they belong to (any model takes the shared ones)
 SHARED_KEYS = [
-    "trainer.max_epochs", "trainer.devices", "trainer.precision", "trainer.log_every_n_steps",
-    "trainer.check_val_every_n_epoch", "data.batch_size", "data.num_workers", "metrics.num_samples",
-    "metrics.every_n_epochs", "metrics.num_prompts", "callbacks.sample_grid.num_samples",
-    "callbacks.sample_grid.every_n_epochs", "callbacks.reconstruction_grid.num_images", "seed",
+    "trainer.max_epochs",
+    "trainer.devices",
+    "trainer.precision",
+    "trainer.log_every_n_steps",
+    "trainer.check_val_every_n_epoch",
+    "data.batch_size",
+    "data.num_workers",
+    "metrics.num_samples",
+    "metrics.every_n_epochs",
+    "metrics.num_prompts",
+    "callbacks.sample_grid.num_samples",
+    "callbacks.sample_grid.every_n_epochs",
+    "callbacks.reconstruction_grid.num_images",
+    "seed",
 ]
 MODEL_KEYS = {
-    "gan": ["model.generator.latent_dim", "model.generator.width", "model.discriminator.width", "model.grad_clip",
-            "model.optimizer_g.lr", "model.optimizer_d.betas"],
+    "gan": [
+        "model.generator.latent_dim",
+        "model.generator.width",
+        "model.discriminator.width",
+        "model.grad_clip",
+        "model.optimizer_g.lr",
+        "model.optimizer_d.betas",
+    ],
     "vae": ["model.latent_dim", "model.beta", "model.encoder.width", "model.optimizer.lr"],
-    "transformer": ["model.net.n_layer", "model.net.n_head", "model.net.n_embd", "model.net.dropout", "model.grad_clip",
-                    "model.optimizer.lr", "model.scheduler.warmup_steps", "model.scheduler.decay_steps", "data.block_size",
-                    "data.val_fraction", "data.batches_per_epoch"],
+    "transformer": [
+        "model.net.n_layer",
+        "model.net.n_head",
+        "model.net.n_embd",
+        "model.net.dropout",
+        "model.grad_clip",
+        "model.optimizer.lr",
+        "model.scheduler.warmup_steps",
+        "model.scheduler.decay_steps",
+        "data.block_size",
+        "data.val_fraction",
+        "data.batches_per_epoch",
+    ],
     "lstm": ["model.net.hidden_size", "model.net.num_layers", "model.net.dropout", "data.block_size"],
 }
 DATA = {"gan": "mnist", "vae": "mnist", "transformer": "pydocs", "lstm": "pydocs"}
@@ -68,13 +94,21 @@ def override_sets(draw) -> list[str]:
         value = draw(values)
         overrides.append(f"{key}={value!r}" if isinstance(value, float) else f"{key}={value}")
     if draw(st.booleans()):
-        overrides.append(draw(st.sampled_from(["+model.unknown=1", "+data.typo=2", "trainer.max_epoch=3", "+trainer.limit_train_batches=0"])))
+        overrides.append(
+            draw(
+                st.sampled_from(
+                    ["+model.unknown=1", "+data.typo=2", "trainer.max_epoch=3", "+trainer.limit_train_batches=0"]
+                )
+            )
+        )
     return overrides
 
 
 # derandomized: CI runs the same examples as every other machine (a wider random search found the
 # cases of test_known_bad_override_sets_are_refused_with_what_fits)
-@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(overrides=override_sets())
 def test_every_override_set_is_accepted_and_builds_or_is_refused_in_one_line(tmp_path, overrides):
     cfg, error = compose_or_error(tmp_path, overrides)
@@ -99,14 +133,35 @@ def test_every_override_set_is_accepted_and_builds_or_is_refused_in_one_line(tmp
     ("overrides", "message"),
     [
         (["trainer.max_epochs=abc"], "trainer.max_epochs='abc': input should be a valid integer"),
-        (["metrics.num_samples=0"], "callbacks.image_metrics.num_samples=0 (from ${metrics.num_samples}): input should be greater than or equal to 10"),
-        (["callbacks.sample_grid.every_n_epochs=0"], "callbacks.sample_grid.every_n_epochs=0: input should be greater than 0"),
-        (["model=transformer", "data=pydocs", "data.block_size=0"], "data.block_size=0: input should be greater than 0"),
-        (["model=transformer", "data=mnist"], "model=transformer needs data.block_size (model.net.block_size), which data=mnist does not have: use data=pydocs|shakespeare|text"),
-        (["model=gan", "data=shakespeare"], "model=gan needs data.image_shape (model.generator.image_shape), which data=shakespeare does not have: use data=cifar10|fashion_mnist|mnist"),
+        (
+            ["metrics.num_samples=0"],
+            "callbacks.image_metrics.num_samples=0 (from ${metrics.num_samples}): "
+            "input should be greater than or equal to 10",
+        ),
+        (
+            ["callbacks.sample_grid.every_n_epochs=0"],
+            "callbacks.sample_grid.every_n_epochs=0: input should be greater than 0",
+        ),
+        (
+            ["model=transformer", "data=pydocs", "data.block_size=0"],
+            "data.block_size=0: input should be greater than 0",
+        ),
+        (
+            ["model=transformer", "data=mnist"],
+            "model=transformer needs data.block_size (model.net.block_size), which data=mnist does not have: "
+            "use data=pydocs|shakespeare|text",
+        ),
+        (
+            ["model=gan", "data=shakespeare"],
+            "model=gan needs data.image_shape (model.generator.image_shape), which data=shakespeare does not have: "
+            "use data=cifar10|fashion_mnist|mnist",
+        ),
         (["model=vae", "model.beta=-1"], "model.beta=-1: input should be greater than or equal to 0"),
         (["model.generator.latent_dim=0"], "model.generator.latent_dim=0: input should be greater than 0"),
-        (["debug=fast", "trainer.limit_train_batches=0"], "trainer.limit_train_batches=0: input should be greater than 0"),
+        (
+            ["debug=fast", "trainer.limit_train_batches=0"],
+            "trainer.limit_train_batches=0: input should be greater than 0",
+        ),
         (["data.batch_size=1e8"], "data.batch_size=100000000.0: input should be a valid integer"),
         (["data.batch_size=" + "9" * 30], "data.batch_size is a 30-digit number: whole numbers must fit in 64 bits"),
         (["trainer.devices=99"], "trainer.devices=99: this machine has"),
@@ -149,5 +204,7 @@ def test_the_entry_point_refuses_bad_commands_in_one_line_and_creates_no_run(tmp
 def test_a_net_too_large_for_this_machine_is_refused_in_one_line(tmp_path):
     cfg, error = compose_or_error(tmp_path, ["model.discriminator.width=100000", "logger=none"])
     validate(cfg)  # a valid width, for a larger machine
-    with pytest.raises(ConfigError, match=r"^model.discriminator needs more memory than this machine has \(\d+\.\d GiB\)"):
+    with pytest.raises(
+        ConfigError, match=r"^model.discriminator needs more memory than this machine has \(\d+\.\d GiB\)"
+    ):
         build(cfg)

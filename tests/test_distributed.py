@@ -52,7 +52,10 @@ def test_sweep_of_language_models_on_two_cpu_processes_is_one_folder_and_one_run
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1 and len(children) == 2 and len(runs) == 3
     assert sorted(c.data.params["model._target_"] for c in children) == ["aigc.models.language_model.LanguageModel"] * 2
-    assert sorted(c.data.params["model.net._target_"].rsplit(".", 1)[-1] for c in children) == ["GPT", "LSTMLanguageModel"]
+    assert sorted(c.data.params["model.net._target_"].rsplit(".", 1)[-1] for c in children) == [
+        "GPT",
+        "LSTMLanguageModel",
+    ]
     assert all(c.info.status == "FINISHED" and "val/loss" in c.data.metrics for c in children)
     assert sorted(p.name for p in output_folders(tmp_path)) == ["0", "1"]
 
@@ -72,15 +75,32 @@ def test_two_torchrun_nodes_train_one_run(tmp_path: Path):
         *ONE_EPOCH,
         f"hydra.run.dir={tmp_path}/logs/run",  # one folder for the job, whichever node writes
     ]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
-                "--master_addr", "127.0.0.1", "--master_port", str(port)]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "2",
+        "--nproc_per_node",
+        "1",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+    ]
     nodes = [
-        subprocess.Popen([*torchrun, "--node_rank", str(rank), "-m", "aigc.run", *overrides], cwd=tmp_path,
-                         env=user_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [*torchrun, "--node_rank", str(rank), "-m", "aigc.run", *overrides],
+            cwd=tmp_path,
+            env=user_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for rank in (0, 1)
     ]
     outputs = [node.communicate(timeout=300)[0] for node in nodes]
-    for node, output in zip(nodes, outputs):
+    for node, output in zip(nodes, outputs, strict=False):
         assert node.returncode == 0, output[-3000:]
     assert "Starting with 2 processes" in outputs[0]
     assert "MLflow run" in outputs[0] and "mlflow" not in outputs[1].lower()  # rank zero tracks, alone
@@ -110,17 +130,35 @@ def listening_addresses(pid: int) -> list[str]:
 
 def test_ddp_workers_listen_on_loopback_only_and_die_with_their_parent(tmp_path: Path):
     main = subprocess.Popen(
-        [sys.executable, "-m", "aigc.run", "trainer=ddp_cpu", "model=vae", "debug=fast", "trainer.max_epochs=1000",
-         "data.download=false", "metrics.inception=false", "logger=none"],
-        cwd=tmp_path, env=user_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "aigc.run",
+            "trainer=ddp_cpu",
+            "model=vae",
+            "debug=fast",
+            "trainer.max_epochs=1000",
+            "data.download=false",
+            "metrics.inception=false",
+            "logger=none",
+        ],
+        cwd=tmp_path,
+        env=user_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         for line in main.stdout:
             if "DDP: 2 processes on this machine" in line:
                 break
         time.sleep(3)  # past the rendezvous: the workers train
-        workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(main.pid), "-f", "multiprocessing"],
-                                                  capture_output=True, text=True).stdout.split()]
+        workers = [
+            int(p)
+            for p in subprocess.run(
+                ["pgrep", "-P", str(main.pid), "-f", "multiprocessing"], capture_output=True, text=True
+            ).stdout.split()
+        ]
         assert len(workers) >= 2
         addresses = [address for worker in workers for address in listening_addresses(worker)]
         assert addresses and all(address in ("0100007F", "00000000000000000000000001000000") for address in addresses)
@@ -150,7 +188,10 @@ def odd_window_block_size(compose_cfg) -> int:
     "model, scores",
     [
         (("model=gan", "data.download=false"), ["test/fid_mnist", "test/is_mnist"]),
-        (("model=transformer", "data=pydocs"), ["test/loss", "test/ppl", "test/bleu", "test/rouge1", "test/rouge2", "test/rougeL"]),
+        (
+            ("model=transformer", "data=pydocs"),
+            ["test/loss", "test/ppl", "test/bleu", "test/rouge1", "test/rouge2", "test/rougeL"],
+        ),
     ],
     ids=["images", "text"],
 )
@@ -164,8 +205,12 @@ def test_scores_are_the_same_on_one_and_two_processes(tmp_path: Path, compose_cf
     printed = {}
     for trainer in ("cpu", "ddp_cpu"):
         result = run_aigc(
-            tmp_path, f"ckpt_path={checkpoint}", f"trainer={trainer}", "metrics.num_samples=300",
-            "metrics.num_prompts=6", module="aigc.evaluate",
+            tmp_path,
+            f"ckpt_path={checkpoint}",
+            f"trainer={trainer}",
+            "metrics.num_samples=300",
+            "metrics.num_prompts=6",
+            module="aigc.evaluate",
         )
         assert result.returncode == 0, result.stderr[-3000:]
         printed[trainer] = dict(line.split(" = ") for line in result.stdout.splitlines() if " = " in line)

@@ -25,7 +25,11 @@ from tests.conftest import run_aigc
 
 EXPECTED = {
     "fashion_mnist": ["FashionMNIST/raw/train-images-idx3-ubyte", "FashionMNIST/raw/t10k-labels-idx1-ubyte"],
-    "cifar10": ["cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/data_batch_5", "cifar-10-batches-py/test_batch"],
+    "cifar10": [
+        "cifar-10-batches-py/data_batch_1",
+        "cifar-10-batches-py/data_batch_5",
+        "cifar-10-batches-py/test_batch",
+    ],
 }
 NUM_TRAIN, NUM_VAL = 10, 4
 
@@ -228,7 +232,9 @@ def test_a_planted_cifar_pickle_is_refused_before_unpickling(compose_cfg, tmp_pa
     planted = tmp_path / "data/cifar-10-batches-py/data_batch_1"
     planted.write_bytes(pickle.dumps({"data": Payload(marker), "labels": []}))
     dm = datamodule(compose_cfg, "cifar10", "data.download=false")
-    with pytest.raises(DataIntegrityError, match=f"{planted} is not the published file: .* expected c99cafc152244af753f735de768cd75f"):
+    with pytest.raises(
+        DataIntegrityError, match=f"{planted} is not the published file: .* expected c99cafc152244af753f735de768cd75f"
+    ):
         dm.setup("fit")
     assert not marker.exists()
 
@@ -236,7 +242,9 @@ def test_a_planted_cifar_pickle_is_refused_before_unpickling(compose_cfg, tmp_pa
 def test_even_a_planted_pickle_with_a_matching_digest_loads_arrays_only(compose_cfg, tmp_path, monkeypatch):
     fake_cifar10(tmp_path / "data")
     marker = tmp_path / "marker"
-    (tmp_path / "data/cifar-10-batches-py/data_batch_1").write_bytes(pickle.dumps({"data": Payload(marker), "labels": []}))
+    (tmp_path / "data/cifar-10-batches-py/data_batch_1").write_bytes(
+        pickle.dumps({"data": Payload(marker), "labels": []})
+    )
     publish(monkeypatch, tmp_path / "data", "cifar-10-batches-py")
     dm = datamodule(compose_cfg, "cifar10", "data.download=false")
     with pytest.raises(pickle.UnpicklingError, match="refused to load pathlib"):

@@ -153,7 +153,9 @@ def test_inception_weights_that_are_not_a_state_dict_are_refused_before_torch_fi
     weights = tmp_path / "inception.pt"
     torch.save({"weight": Payload()}, weights)
     with pytest.raises(ValueError, match=f"{weights} is not a state dict of tensors"):
-        score_images(digits["val"][:20], digits["train"][:20], "train20", [INCEPTION], tmp_path, inception_weights=str(weights))
+        score_images(
+            digits["val"][:20], digits["train"][:20], "train20", [INCEPTION], tmp_path, inception_weights=str(weights)
+        )
 
 
 def test_reference_statistics_are_cached_and_reused(digits, tmp_path):
@@ -175,7 +177,7 @@ def test_reference_statistics_are_cached_and_reused(digits, tmp_path):
 def test_classifier_reads_grey_and_rgb_digits_alike(digits):
     extractor = MNISTClassifierExtractor(MNIST, [mnist_classifier.FEATURES, "logits_unbiased"])
     grey = digits["val"][:64]
-    for one, three in zip(extractor(grey), extractor(grey.expand(-1, 3, -1, -1))):
+    for one, three in zip(extractor(grey), extractor(grey.expand(-1, 3, -1, -1)), strict=False):
         assert one.dtype == torch.float64
         assert torch.equal(one, three)
     logits = extractor(grey)[1]

@@ -256,8 +256,9 @@ def test_trains_logs_and_round_trips_through_a_checkpoint(tmp_path, name):
     # val/loss is the mean over every validation token, val/ppl its exponential
     (scores,) = trainer(tmp_path).validate(model, datamodule=data, verbose=False)
     with torch.no_grad():
-        per_batch = [F.cross_entropy(model(x)[0].flatten(0, 1), y.flatten(), reduction="none") for x, y in
-                     data.val_dataloader()]
+        per_batch = [
+            F.cross_entropy(model(x)[0].flatten(0, 1), y.flatten(), reduction="none") for x, y in data.val_dataloader()
+        ]
     token_mean = torch.cat(per_batch).mean().item()
     batch_mean = torch.stack([nll.mean() for nll in per_batch]).mean().item()
     assert abs(token_mean - batch_mean) > 1e-4  # the last batch is smaller: the two differ
@@ -330,8 +331,8 @@ def test_warmup_then_cosine_to_a_floor():
     assert factors[0] == pytest.approx(1 / 11) and factors[10] == 1.0
     assert factors[60] == pytest.approx(0.55)  # halfway down the cosine
     assert factors[110:] == [0.1] * 20
-    assert all(a <= b for a, b in zip(factors[:10], factors[1:11]))
-    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+    assert all(a <= b for a, b in zip(factors[:10], factors[1:11], strict=False))
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1 / 11)
 
 

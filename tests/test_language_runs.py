@@ -7,7 +7,16 @@ import pytest
 from tests.conftest import client_for, only_run, run_aigc
 
 pytestmark = pytest.mark.slow
-TEXT_METRICS = {"train/loss", "train/tokens_per_sec", "val/loss", "val/ppl", "val/bleu", "val/rouge1", "val/rouge2", "val/rougeL"}
+TEXT_METRICS = {
+    "train/loss",
+    "train/tokens_per_sec",
+    "val/loss",
+    "val/ppl",
+    "val/bleu",
+    "val/rouge1",
+    "val/rouge2",
+    "val/rougeL",
+}
 
 
 @pytest.mark.parametrize("model", ["transformer", "lstm"])

@@ -10,7 +10,11 @@ from tests.conftest import client_for, only_run, run_aigc
 
 pytestmark = pytest.mark.slow
 COMMAND = ("model=transformer", "data=pydocs", "debug=fast", "trainer.max_epochs=4")
-KILL_IN_EPOCH_2 = ("+callbacks.kill._target_=failures.KillAtBatch", "+callbacks.kill.epoch=2", "+callbacks.kill.batch=1")
+KILL_IN_EPOCH_2 = (
+    "+callbacks.kill._target_=failures.KillAtBatch",
+    "+callbacks.kill.epoch=2",
+    "+callbacks.kill.batch=1",
+)
 
 
 def history(client, run, key: str) -> list[tuple[int, float]]:

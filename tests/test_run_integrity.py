@@ -42,12 +42,16 @@ def two_runs(tmp_path_factory) -> dict:
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "aigc.run", *VAE, f"seed={seed}", "+extra.token=${oc.env:MY_API_TOKEN}", same_name],
-            cwd=folder, env=user_env({"MY_API_TOKEN": SECRET}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=folder,
+            env=user_env({"MY_API_TOKEN": SECRET}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for seed in (1, 2)
     ]
     outputs = [process.communicate(timeout=300)[0] for process in processes]
-    for process, output in zip(processes, outputs):
+    for process, output in zip(processes, outputs, strict=False):
         assert process.returncode == 0, output[-3000:]
     client = client_for(folder)
     runs = client.search_runs([client.get_experiment_by_name("vae-mnist").experiment_id])
@@ -67,7 +71,9 @@ def test_runs_started_at_once_get_two_folders_and_their_own_last_artifacts(two_r
 
 def test_the_default_run_folder_is_created_exclusively():
     hydra = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "hydra/default.yaml"), resolve=False)
-    assert hydra["run"]["dir"].startswith("${aigc.unique_folder:") and hydra["sweep"]["dir"].startswith("${aigc.unique_folder:")
+    assert hydra["run"]["dir"].startswith("${aigc.unique_folder:") and hydra["sweep"]["dir"].startswith(
+        "${aigc.unique_folder:"
+    )
 
 
 @pytest.mark.slow
@@ -96,7 +102,9 @@ def test_a_command_given_a_folder_that_holds_another_runs_checkpoints_is_refused
 def test_resume_refuses_checkpoints_that_another_run_wrote(two_runs):
     first, second = two_runs["runs"]
     client = two_runs["client"]
-    client.set_tag(second.info.run_id, "aigc.checkpoints", first.data.tags["aigc.checkpoints"])  # as a shared folder left it
+    client.set_tag(
+        second.info.run_id, "aigc.checkpoints", first.data.tags["aigc.checkpoints"]
+    )  # as a shared folder left it
     result = run_aigc(two_runs["folder"], *VAE, "seed=2", f"resume={second.info.run_id}")
     client.set_tag(second.info.run_id, "aigc.checkpoints", second.data.tags["aigc.checkpoints"])
     assert result.returncode == 0, result.stderr[-3000:]
@@ -112,7 +120,9 @@ def small_disk(tmp_path):
     def mount(size: int) -> Path:
         folder = tmp_path / f"tmpfs{len(mounts)}"
         folder.mkdir()
-        made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True)
+        made = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True
+        )
         if made.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
         mounts.append(folder)
@@ -167,7 +177,11 @@ def planted_checkpoint(path: Path, marker: Path) -> Path:
     whose unpickling writes ``marker``."""
     evil = io.BytesIO()
     torch.save({"x": Payload(marker)}, evil)
-    model = {"_target_": "torch.load", "f": {"_target_": "io.BytesIO", "initial_bytes": evil.getvalue()}, "weights_only": False}
+    model = {
+        "_target_": "torch.load",
+        "f": {"_target_": "io.BytesIO", "initial_bytes": evil.getvalue()},
+        "weights_only": False,
+    }
     config = {"model": model, "data": {"_target_": "aigc.data.mnist.MNISTDataModule"}, "logger": {}}
     tokenizer = CharTokenizer().fit("ab").to_json()
     torch.save({"state_dict": {}, "aigc_config": config, "TextDataModule": {"tokenizer": tokenizer}}, path)
@@ -189,9 +203,22 @@ def test_a_checkpoint_whose_config_names_code_is_refused_and_runs_nothing(tmp_pa
 
 @pytest.mark.parametrize(
     "target",
-    ["torch.load", "os.system", "builtins.eval", "pickle.loads", "subprocess.Popen", "io.BytesIO",
-     "aigc.tracking.record.subprocess.Popen", "aigc.stored.instantiate", "torch.optim.torch.load",
-     "torch.nn.modules.module.Module.__init__", "aigc.models.gan.missing", "not a name", 3, None],
+    [
+        "torch.load",
+        "os.system",
+        "builtins.eval",
+        "pickle.loads",
+        "subprocess.Popen",
+        "io.BytesIO",
+        "aigc.tracking.record.subprocess.Popen",
+        "aigc.stored.instantiate",
+        "torch.optim.torch.load",
+        "torch.nn.modules.module.Module.__init__",
+        "aigc.models.gan.missing",
+        "not a name",
+        3,
+        None,
+    ],
 )
 def test_the_allow_list_refuses_anything_but_allowed_classes(target):
     with pytest.raises(UnsafeConfig):
@@ -199,7 +226,12 @@ def test_the_allow_list_refuses_anything_but_allowed_classes(target):
 
 
 def test_the_allow_list_takes_every_class_the_configs_name(compose_cfg):
-    for overrides in (("model=gan",), ("model=vae",), ("model=transformer", "data=pydocs"), ("model=lstm", "data=shakespeare")):
+    for overrides in (
+        ("model=gan",),
+        ("model=vae",),
+        ("model=transformer", "data=pydocs"),
+        ("model=lstm", "data=shakespeare"),
+    ):
         cfg = compose_cfg(*overrides)
         for group in ("model", "data", "callbacks"):
             check_targets(cfg[group], group)
@@ -245,5 +277,8 @@ def test_errors_name_the_file_and_what_is_wrong(two_runs, tmp_path):
     result = run_aigc(other_store, f"ckpt_path={checkpoint}", module="aigc.evaluate")
     assert result.returncode == 1
     run_id = two_runs["runs"][0].info.run_id
-    assert f"MLflow run {run_id} (named by {checkpoint}) is not in the store sqlite:///{other_store}/mlflow.db" in result.stderr
+    assert (
+        f"MLflow run {run_id} (named by {checkpoint}) is not in the store sqlite:///{other_store}/mlflow.db"
+        in result.stderr
+    )
     assert "unreachable" not in result.stderr

@@ -18,9 +18,7 @@ FAST = ("debug=fast", "data.download=false")
 
 
 def test_exception_leaves_run_failed_with_one_clear_line(tmp_path: Path):
-    result = run_aigc(
-        tmp_path, *FAST, "+callbacks.boom._target_=failures.RaiseAtBatch", "+callbacks.boom.batch=2"
-    )
+    result = run_aigc(tmp_path, *FAST, "+callbacks.boom._target_=failures.RaiseAtBatch", "+callbacks.boom.batch=2")
     assert result.returncode == 1
     assert "Error: RuntimeError: injected failure" in result.stderr
     assert "failures.py:" in result.stderr and "full traceback:" in result.stderr

@@ -87,7 +87,13 @@ def interrupt_during_second_job(folder: Path, *command: str) -> None:
 @pytest.mark.slow
 def test_interrupted_optuna_sweep_resumes_the_same_study_and_parent_run(tmp_path: Path):
     # trials long enough to be interrupted in the middle
-    command = ("-m", "hparams_search=transformer_optuna", "hydra.sweeper.n_trials=3", *LM_TRIAL, "trainer.limit_train_batches=20")
+    command = (
+        "-m",
+        "hparams_search=transformer_optuna",
+        "hydra.sweeper.n_trials=3",
+        *LM_TRIAL,
+        "trainer.limit_train_batches=20",
+    )
     interrupt_during_second_job(tmp_path, *command)
     client = client_for(tmp_path)
     (parent,), children = parents_and_children(client)
@@ -164,7 +170,9 @@ def test_a_failed_job_fails_a_basic_sweep_and_keeps_the_others(tmp_path: Path):
     assert parent.info.status == "FAILED"
     status = {c.data.tags["aigc.sweep.job"]: c.info.status for c in children}
     assert status == {"0": "FAILED", "1": "FINISHED"}
-    assert parent.data.tags["aigc.sweep.best_run_id"] == next(c.info.run_id for c in children if c.info.status == "FINISHED")
+    assert parent.data.tags["aigc.sweep.best_run_id"] == next(
+        c.info.run_id for c in children if c.info.status == "FINISHED"
+    )
 
 
 @pytest.mark.slow
@@ -193,11 +201,19 @@ def test_parallel_jobs_with_joblib_lose_nothing(tmp_path: Path):
 @pytest.mark.slow
 def test_two_sweeps_at_once_on_a_new_store_lose_nothing(tmp_path: Path):
     sweeps = [
-        start_aigc(tmp_path, "-m", "model=transformer", "data=pydocs", *LM_TRIAL, f"seed={seed}", f"hydra.sweep.dir=sweep{seed}")
+        start_aigc(
+            tmp_path,
+            "-m",
+            "model=transformer",
+            "data=pydocs",
+            *LM_TRIAL,
+            f"seed={seed}",
+            f"hydra.sweep.dir=sweep{seed}",
+        )
         for seed in (1, 2)
     ]
     outputs = [process.communicate(timeout=300)[0] for process in sweeps]
-    for process, output in zip(sweeps, outputs):
+    for process, output in zip(sweeps, outputs, strict=False):
         assert process.returncode == 0, output[-3000:]
         assert "locked" not in output
     client = client_for(tmp_path)

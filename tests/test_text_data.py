@@ -80,7 +80,7 @@ def test_windows_have_block_size_tokens_and_targets_shifted_by_one():
     for x, y in batches:
         assert x.shape == y.shape == (4, 16) and x.dtype == y.dtype == torch.int64
         assert torch.equal(x[:, 1:], y[:, :-1])
-        for row_x, row_y in zip(x.tolist(), y.tolist()):
+        for row_x, row_y in zip(x.tolist(), y.tolist(), strict=False):
             # a window and its next token are a real stretch of the training text
             assert datamodule.tokenizer.decode(row_x + row_y[-1:]) in datamodule.train_text
     assert datamodule.vocab_size == datamodule.tokenizer.vocab_size

@@ -39,7 +39,9 @@ def test_bleu_equals_sacrebleu_corpus_bleu():
 
 def test_rouge_equals_rouge_score():
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=False)
-    pairs = [scorer.score(reference, prediction) for prediction, reference in zip(PREDICTIONS, REFERENCES)]
+    pairs = [
+        scorer.score(reference, prediction) for prediction, reference in zip(PREDICTIONS, REFERENCES, strict=False)
+    ]
     ours = rouge(PREDICTIONS, REFERENCES)
     assert set(ours) == {"rouge1", "rouge2", "rougeL"}
     for key, value in ours.items():

@@ -26,8 +26,12 @@ VAE = ("model=vae", "debug=fast", "data.download=false", "metrics.inception=fals
 def start(folder: Path, *overrides: str, env: dict | None = None) -> tuple[subprocess.Popen, Path]:
     output = folder / "run.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "aigc.run", *overrides], cwd=folder, env=user_env(env),
-        stdout=open(output, "w"), stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "aigc.run", *overrides],
+        cwd=folder,
+        env=user_env(env),
+        stdout=open(output, "w"),
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     return process, output
 
@@ -78,11 +82,21 @@ def test_a_server_killed_mid_run_stops_nothing_and_sync_completes_the_run(tmp_pa
         assert f"python -m aigc.sync {folder}" in printed
 
         server.start()  # back, on the same store
-        synced = subprocess.run([sys.executable, "-m", "aigc.sync", str(folder)], env=user_env({"MLFLOW_TRACKING_URI": server.url}),
-                                capture_output=True, text=True, timeout=300)
+        synced = subprocess.run(
+            [sys.executable, "-m", "aigc.sync", str(folder)],
+            env=user_env({"MLFLOW_TRACKING_URI": server.url}),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert synced.returncode == 0, synced.stderr[-3000:]
-        again = subprocess.run([sys.executable, "-m", "aigc.sync", str(folder)], env=user_env({"MLFLOW_TRACKING_URI": server.url}),
-                               capture_output=True, text=True, timeout=300)
+        again = subprocess.run(
+            [sys.executable, "-m", "aigc.sync", str(folder)],
+            env=user_env({"MLFLOW_TRACKING_URI": server.url}),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert again.returncode == 0 and "Nothing to sync" in again.stdout
 
         client = MlflowClient(server.url)
@@ -110,8 +124,13 @@ def test_ctrl_c_during_an_outage_exits_130_within_seconds_and_sync_ends_the_run_
         (folder,) = [p.parent for p in tmp_path.glob("logs/**/tracking_spool")]
 
         server.start()
-        synced = subprocess.run([sys.executable, "-m", "aigc.sync", str(folder)], env=user_env({"MLFLOW_TRACKING_URI": server.url}),
-                                capture_output=True, text=True, timeout=300)
+        synced = subprocess.run(
+            [sys.executable, "-m", "aigc.sync", str(folder)],
+            env=user_env({"MLFLOW_TRACKING_URI": server.url}),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert synced.returncode == 0, synced.stderr[-3000:]
         client = MlflowClient(server.url)
         (run,) = [run for exp in client.search_experiments() for run in client.search_runs([exp.experiment_id])]
@@ -151,15 +170,26 @@ def test_a_full_disk_ends_the_run_failed_in_one_line(tmp_path: Path):
 
 def test_a_sigkilled_run_is_reaped_by_its_heartbeat_and_can_still_resume(tmp_path: Path):
     command = (*VAE, "trainer.max_epochs=3", "logger.mlflow.heartbeat_s=1")
-    killed = run_aigc(tmp_path, *command, "+callbacks.kill._target_=failures.KillAtBatch",
-                      "+callbacks.kill.epoch=1", "+callbacks.kill.batch=1")
+    killed = run_aigc(
+        tmp_path,
+        *command,
+        "+callbacks.kill._target_=failures.KillAtBatch",
+        "+callbacks.kill.epoch=1",
+        "+callbacks.kill.batch=1",
+    )
     assert killed.returncode == -9
     client = client_for(tmp_path)
     run_id = only_run(client).info.run_id
     assert only_run(client).info.status == "RUNNING"  # SIGKILL: nothing in the process could end it
     time.sleep(2)
-    reaped = subprocess.run([sys.executable, "-m", "aigc.runs", "reap", "--after", "1"], cwd=tmp_path, env=user_env(),
-                            capture_output=True, text=True, timeout=120)
+    reaped = subprocess.run(
+        [sys.executable, "-m", "aigc.runs", "reap", "--after", "1"],
+        cwd=tmp_path,
+        env=user_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert reaped.returncode == 0 and "Reaped 1 runs" in reaped.stdout, reaped.stderr
     run = client.get_run(run_id)
     assert run.info.status == "FAILED" and run.data.tags["aigc.end"] == "lost"
@@ -183,8 +213,12 @@ def test_reap_ends_only_running_runs_whose_heartbeat_stopped(tmp_path: Path):
     client.set_terminated(finished.info.run_id, "FINISHED")
     assert [run.info.run_name for run in reap(client, after_s=300)] == ["silent"]
     statuses = {run.info.run_name: (run.info.status, run.data.tags.get("aigc.end")) for run in all_runs(client)}
-    assert statuses == {"silent": ("FAILED", "lost"), "alive": ("RUNNING", None), "not_ours": ("RUNNING", None),
-                        "finished": ("FINISHED", None)}
+    assert statuses == {
+        "silent": ("FAILED", "lost"),
+        "alive": ("RUNNING", None),
+        "not_ours": ("RUNNING", None),
+        "finished": ("FINISHED", None),
+    }
     assert not lost(client.get_run(ids["alive"]), after_s=300)
     client.log_batch(ids["alive"], tags=[RunTag(HEARTBEAT_TAG, str(now - 1000))])
     assert lost(client.get_run(ids["alive"]), after_s=300)
@@ -203,7 +237,9 @@ def test_a_spool_replays_each_write_once_with_its_files_and_names(tmp_path: Path
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     gone = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     spooling = SpoolingClient(MlflowClient(gone), tmp_path / "spool", gone, retries=1, probe_every_s=0.1)
-    spooling.log_batch(run_id, metrics=[Metric("train/loss", float("nan"), 1000, 3), Metric("train/loss", 0.5, 1001, 4)])
+    spooling.log_batch(
+        run_id, metrics=[Metric("train/loss", float("nan"), 1000, 3), Metric("train/loss", 0.5, 1001, 4)]
+    )
     spooling.log_artifact(run_id, str(checkpoint), "last")
     checkpoint.unlink()  # the caller's file may be gone by the time the write is sent
     spooling.set_terminated(run_id, "KILLED")
@@ -240,4 +276,3 @@ def test_a_planted_spool_can_not_upload_files_from_elsewhere_or_call_other_metho
     with pytest.raises(ValueError, match="not a tracking write"):
         replay(client, spool)
     assert client.get_run(run_id).info.lifecycle_stage == "active"
-

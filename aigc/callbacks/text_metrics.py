@@ -80,7 +80,7 @@ class TextMetrics(ScoringCallback):
         step = metrics_step(trainer)
         report = "\n\n".join(
             f"--- prompt {i}\n{tokenizer.decode(prompt)}\n--- true continuation\n{truth}\n--- model\n{model}"
-            for i, ((prompt, truth), model) in enumerate(zip(pairs, continuations))
+            for i, ((prompt, truth), model) in enumerate(zip(pairs, continuations, strict=False))
         )
         tags = {
             "metrics.text.num_prompts": str(len(pairs)),

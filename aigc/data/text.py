@@ -244,5 +244,3 @@ class ContiguousWindows(_TrainBatches):
         start = k * self.block_size
         window = self._streams[:, start : start + self.block_size + 1]
         return window[:, :-1].contiguous(), window[:, 1:].contiguous()
-
-

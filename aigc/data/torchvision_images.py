@@ -184,7 +184,9 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
         raise DataIntegrityError(f"{path} is not a uint8 IDX file of {ndim} dimensions (header {data[:4].hex()})")
     shape = tuple(int(n) for n in np.frombuffer(data, ">u4", count=ndim, offset=4))
     if len(data) != header + int(np.prod(shape)):
-        raise DataIntegrityError(f"{path} has {len(data) - header:,} bytes of data; its header {shape} says {int(np.prod(shape)):,}")
+        raise DataIntegrityError(
+            f"{path} has {len(data) - header:,} bytes of data; its header {shape} says {int(np.prod(shape)):,}"
+        )
     return np.frombuffer(data, np.uint8, offset=header).reshape(shape).copy()  # writable, as torch wants
 
 

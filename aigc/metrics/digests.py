@@ -26,7 +26,9 @@ def _digest(path: str, size: int, mtime_ns: int) -> str:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ValueError(f"{path} is not a state dict of tensors ({str(error).strip().splitlines()[0][:200]})") from None
+        raise ValueError(
+            f"{path} is not a state dict of tensors ({str(error).strip().splitlines()[0][:200]})"
+        ) from None
     if not isinstance(state, dict):
         raise ValueError(f"{path} is not a state dict of tensors (it holds a {type(state).__name__})")
     h = hashlib.sha256()

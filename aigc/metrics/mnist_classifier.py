@@ -28,6 +28,7 @@ class MNISTClassifier(nn.Module):
 
     def __init__(self, num_features: int = 128, num_classes: int = 10, dropout: float = 0.3):
         super().__init__()
+        # fmt: off
         self.features = nn.Sequential(
             nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 32 x 14 x 14
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 64 x 7 x 7
@@ -35,6 +36,7 @@ class MNISTClassifier(nn.Module):
             nn.Flatten(),
             nn.Linear(64 * 3 * 3, num_features), nn.ReLU(),
         )
+        # fmt: on
         self.dropout = nn.Dropout(dropout)
         # No bias: the logits are then also the "unbiased" logits torch-fidelity's IS reads,
         # so IS uses exactly the posterior the classifier was trained to produce.

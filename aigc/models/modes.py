@@ -15,5 +15,5 @@ def evaluating(*modules: nn.Module) -> Iterator[None]:
     try:
         yield
     finally:
-        for module, mode in zip(modules, modes):
+        for module, mode in zip(modules, modes, strict=False):
             module.train(mode)

@@ -87,7 +87,10 @@ def table(comparison: Comparison, client: MlflowClient) -> list[dict[str, str]]:
             "duration": _duration(run),
         }
         row |= {key: run.data.params.get(key, "") for key in comparison.key_params}
-        row |= {f"final {comparison.metric}": _number(comparison.final(run)), f"best {comparison.metric}": _number(best)}
+        row |= {
+            f"final {comparison.metric}": _number(comparison.final(run)),
+            f"best {comparison.metric}": _number(best),
+        }
         rows.append(row)
     return rows
 
@@ -105,11 +108,11 @@ def plot_curves(comparison: Comparison, client: MlflowClient, metrics: list[str]
     """Each metric's curve over steps, one line per run."""
     fig = Figure(figsize=(6 * len(metrics), 4))
     axes = fig.subplots(1, len(metrics), squeeze=False)
-    for axis, metric in zip(axes[0], metrics):
+    for axis, metric in zip(axes[0], metrics, strict=False):
         for run in comparison.runs:
             points = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, metric))
             if points:
-                steps, values = zip(*points)
+                steps, values = zip(*points, strict=False)
                 axis.plot(steps, values, marker=".", label=_label(run))
         axis.set(title=metric, xlabel="step", ylabel=metric)
         axis.grid(alpha=0.3)
@@ -124,7 +127,7 @@ def plot_params(comparison: Comparison, path: Path) -> Path:
     axes = fig.subplots(1, len(params), squeeze=False, sharey=True)
     best = comparison.best
     runs = [run for run in comparison.runs if math.isfinite(comparison.final(run))]
-    for axis, key in zip(axes[0], params):
+    for axis, key in zip(axes[0], params, strict=False):
         values = [run.data.params.get(key, "") for run in runs]
         numbers = [_float(v) for v in values]
         if all(n is not None for n in numbers):

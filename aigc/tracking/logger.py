@@ -53,7 +53,9 @@ class MLflowLogger(MLFlowLogger):
                 run_name=run_name or None,
                 **kwargs,
             )
-        self._writes = None if spool_dir is None else SpoolingClient(self._mlflow_client, spool_dir, tracking_uri, heartbeat_s)
+        self._writes = (
+            None if spool_dir is None else SpoolingClient(self._mlflow_client, spool_dir, tracking_uri, heartbeat_s)
+        )
         # every call Lightning and this class make to the store completes before Ctrl-C acts
         self._mlflow_client = UninterruptedClient(self._writes or self._mlflow_client)
         self._parent_run_id = parent_run_id
@@ -116,7 +118,9 @@ class MLflowLogger(MLFlowLogger):
             parent = self._mlflow_client.get_run(self._parent_run_id)
             siblings = self._mlflow_client.search_runs(
                 [parent.info.experiment_id],
-                filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self._parent_run_id}' and attributes.status = 'FINISHED'",
+                filter_string=(
+                    f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self._parent_run_id}' and attributes.status = 'FINISHED'"
+                ),
                 max_results=50000,
             )
         return next((run for run in siblings if run.info.run_name == self._run_name), None)
@@ -141,9 +145,13 @@ class MLflowLogger(MLFlowLogger):
         and a failure to store them leaves the run FINISHED (or FAILED), never RUNNING."""
         if not self._initialized:
             return
-        self.experiment.set_terminated(self.run_id, {"success": "FINISHED", "failed": "FAILED"}.get(status, status.upper()))
+        self.experiment.set_terminated(
+            self.run_id, {"success": "FINISHED", "failed": "FAILED"}.get(status, status.upper())
+        )
         if self._checkpoint_callback:
-            optional_write(lambda: self._scan_and_log_checkpoints(self._checkpoint_callback), "the checkpoint artifacts")
+            optional_write(
+                lambda: self._scan_and_log_checkpoints(self._checkpoint_callback), "the checkpoint artifacts"
+            )
         self.flush_writes()
 
     def flush_writes(self, timeout_s: float = 30.0, close: bool = False) -> int:

@@ -51,14 +51,18 @@ def record_run(
     if earlier:
         # MLflow refuses to change a param: what a resumed run changed is recorded as a tag
         ours = [key for key in earlier if key.split(".")[0] in config]  # not Lightning's own hparams
-        changed = [f"{key}: {earlier[key]} -> {flat.get(key, '(none)')}" for key in ours if flat.get(key) != earlier[key]]
+        changed = [
+            f"{key}: {earlier[key]} -> {flat.get(key, '(none)')}" for key in ours if flat.get(key) != earlier[key]
+        ]
         tags[RESUME_CHANGES_TAG] = "; ".join(changed)[:5000] or "(nothing)"
     for start in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):  # the limit counts params and tags
         client.log_batch(run_id, params=params[start : start + MAX_PARAMS_TAGS_PER_BATCH])
     client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
     if not earlier:
         logger.log_text_artifact(_yaml(config), "config/config.yaml")
-    logger.log_text_artifact("\n".join(overrides) + "\n", "config/overrides_resumed.txt" if earlier else "config/overrides.txt")
+    logger.log_text_artifact(
+        "\n".join(overrides) + "\n", "config/overrides_resumed.txt" if earlier else "config/overrides.txt"
+    )
     for key, value in (data_state or {}).items():
         if isinstance(value, str):
             logger.log_text_artifact(value, f"data/{key}.json")

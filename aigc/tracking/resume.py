@@ -61,7 +61,9 @@ def _newest(paths: list[Path], run_id: str, skipped: list[str]) -> tuple[Path, d
             skipped.append(f"{path}: it belongs to run {owner}, not {run_id}")
             continue
         # the furthest training state; between equals, last.ckpt (saved after best-*.ckpt)
-        readable.append(((checkpoint.get("global_step", -1), checkpoint.get("epoch", -1), path.stem == "last"), path, checkpoint))
+        readable.append(
+            ((checkpoint.get("global_step", -1), checkpoint.get("epoch", -1), path.stem == "last"), path, checkpoint)
+        )
     if not readable:
         return None
     _, path, checkpoint = max(readable, key=lambda item: item[0])

@@ -46,7 +46,16 @@ from aigc.tracking.liveness import HEARTBEAT_TAG
 SPOOL_FOLDER = "tracking_spool"
 FORMAT = "aigc-tracking-spool-1"
 ARTIFACT_WRITES = {"log_text", "log_dict", "log_image", "log_artifact", "log_artifacts"}
-METADATA_WRITES = {"log_batch", "log_metric", "log_param", "set_tag", "delete_tag", "log_inputs", "set_terminated", "update_run"}
+METADATA_WRITES = {
+    "log_batch",
+    "log_metric",
+    "log_param",
+    "set_tag",
+    "delete_tag",
+    "log_inputs",
+    "set_terminated",
+    "update_run",
+}
 WRITES = ARTIFACT_WRITES | METADATA_WRITES
 # the MLflow entities writes carry, and their protobuf messages (data only) for the spool
 ENTITIES = {cls.__name__: (cls, getattr(service_pb2, cls.__name__)) for cls in (Metric, Param, RunTag, DatasetInput)}
@@ -96,8 +105,13 @@ class Spool:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
                 if number - 1 < len(lines):
-                    raise ValueError(f"{self.ops}, line {number}, is not a spooled write: the spool is damaged") from None
-                print(f"Warning: the last line of {self.ops} was cut short (a crash or a full disk): skipped", file=sys.stderr)
+                    raise ValueError(
+                        f"{self.ops}, line {number}, is not a spooled write: the spool is damaged"
+                    ) from None
+                print(
+                    f"Warning: the last line of {self.ops} was cut short (a crash or a full disk): skipped",
+                    file=sys.stderr,
+                )
         return [record for record in records if record["id"] not in applied]
 
     def mark_applied(self, record: dict) -> None:
@@ -112,8 +126,16 @@ class SpoolingClient:
     fails. While the run is open the writer thread also refreshes the run's heartbeat tag every
     ``heartbeat_s`` seconds (``aigc.runs reap`` ends runs whose heartbeat stopped)."""
 
-    def __init__(self, client, spool_dir: str | Path, tracking_uri: str, heartbeat_s: float = 30.0,
-                 retries: int = 3, probe_every_s: float = 5.0, queue_size: int = 10_000):
+    def __init__(
+        self,
+        client,
+        spool_dir: str | Path,
+        tracking_uri: str,
+        heartbeat_s: float = 30.0,
+        retries: int = 3,
+        probe_every_s: float = 5.0,
+        queue_size: int = 10_000,
+    ):
         self._client = client
         self._settings = (spool_dir, tracking_uri, heartbeat_s, retries, probe_every_s, queue_size)
         self._spool = Spool(spool_dir)
@@ -226,7 +248,9 @@ class SpoolingClient:
         if error is None:
             discard_files(record, self._spool.files)
         elif _permanent(error):
-            print(f"Warning: the store refused a tracking write ({record['op']}): {_first_line(error)}", file=sys.stderr)
+            print(
+                f"Warning: the store refused a tracking write ({record['op']}): {_first_line(error)}", file=sys.stderr
+            )
         else:
             self._to_spool(record)
             if record["op"] in METADATA_WRITES:

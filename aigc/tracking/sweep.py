@@ -76,7 +76,10 @@ class SweepRun(Callback):
             print(f"Error: {error}", file=sys.stderr)
             sys.exit(1)
         except Exception as error:
-            print(f"Error: the sweep's MLflow parent run could not be opened: {type(error).__name__}: {error}", file=sys.stderr)
+            print(
+                f"Error: the sweep's MLflow parent run could not be opened: {type(error).__name__}: {error}",
+                file=sys.stderr,
+            )
             sys.exit(1)
         os.environ[PARENT_RUN_ENV] = self.run_id
         self._signal_handlers = raise_on_signals()
@@ -153,7 +156,10 @@ class SweepRun(Callback):
             client.set_tag(run_id, BEST_RUN_TAG, best.info.run_id)
             client.set_tag(run_id, "aigc.sweep.best_run_name", best.info.run_name)
             client.log_metric(run_id, f"best/{metric}", best.data.metrics[metric])
-            print(f"Best job of sweep {self._sweep_id}: {best.info.run_name} ({best.info.run_id}), {metric}={best.data.metrics[metric]:.6g}")
+            print(
+                f"Best job of sweep {self._sweep_id}: {best.info.run_name} ({best.info.run_id}), "
+                f"{metric}={best.data.metrics[metric]:.6g}"
+            )
         client.set_terminated(run_id, status)
         print(f"MLflow sweep run {run_id} ended {status} with {len(children)} child runs")
 

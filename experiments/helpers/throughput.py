@@ -34,6 +34,9 @@ class Throughput(Callback):
     def on_train_end(self, trainer, pl_module):
         if trainer.is_global_zero:
             seconds = time.perf_counter() - self.started
-            result = {"items_per_sec": self.items * trainer.world_size / seconds, "unit": self.unit,
-                      "processes": trainer.world_size}
+            result = {
+                "items_per_sec": self.items * trainer.world_size / seconds,
+                "unit": self.unit,
+                "processes": trainer.world_size,
+            }
             self.out.write_text(json.dumps(result))

@@ -103,7 +103,7 @@ class OptunaSweeper(Sweeper):
                 trial.set_user_attr(INTERRUPTED, True)
                 study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
-        for trial, job in zip(trials, returns):
+        for trial, job in zip(trials, returns, strict=False):
             try:
                 value = job.return_value  # raises the job's exception if it failed
             except Exception as error:
@@ -122,10 +122,17 @@ class OptunaSweeper(Sweeper):
             print(f"Optuna study '{self.study_name}': no trial completed")
             return
         best = study.best_trial
-        results = {"study_name": self.study_name, "best_trial": best.number, "best_value": best.value,
-                   "best_params": best.params, "trials_complete": len(complete)}
+        results = {
+            "study_name": self.study_name,
+            "best_trial": best.number,
+            "best_value": best.value,
+            "best_params": best.params,
+            "trials_complete": len(complete),
+        }
         OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
-        print(f"Optuna study '{self.study_name}': best trial {best.number}, value {best.value:.6g}, params {best.params}")
+        print(
+            f"Optuna study '{self.study_name}': best trial {best.number}, value {best.value:.6g}, params {best.params}"
+        )
 
 
 def finished_trials(study: optuna.Study) -> int:
