@@ -4,7 +4,8 @@
     python -m aigc.run --cfg job            # print the composed config
     python -m aigc.run debug=fast           # a smoke run, logged like a real one
 
-Returns the objective (``model.objective.metric``) so Hydra sweepers can optimise it.
+Returns the objective (``objective.metric``, a run-level setting: ``conf/objective/``) so Hydra
+sweepers can optimise it.
 """
 
 import sys
@@ -20,15 +21,15 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from aigc import tags
 from aigc.callbacks import ConfigSnapshot
 from aigc.callbacks.random_state import RandomState
 from aigc.console import entry_point, one_line
 from aigc.stored import CONFIG_KEY, RUN_KEY, read_checkpoint
 from aigc.tracking import MLflowLogger, RunInterrupted, record_run, tracked_run
-from aigc.tracking.record import OVERRIDES_TAG, recorded_config, typed_overrides
-from aigc.tracking.resume import CHECKPOINTS_TAG, checkpoint_to_resume
+from aigc.tracking.record import recorded_config, typed_overrides
+from aigc.tracking.resume import checkpoint_to_resume
 from aigc.tracking.store import open_store, stored_run
-from aigc.tracking.sweep import DIR_TAG, JOB_TAG
 from aigc.validation import ConfigError, check_trainable, validate, within_memory
 
 CODE_DIR = Path(__file__).resolve().parents[1]
@@ -75,7 +76,7 @@ def train(cfg: DictConfig) -> float | None:
     tracker = job.tracker
     if tracker is not None and (twin := tracker.finished_twin()) is not None:
         print(f"This job finished before in the same sweep (MLflow run {twin.info.run_id}): not run again")
-        return twin.data.metrics.get(cfg.model.objective.metric)
+        return twin.data.metrics.get(cfg.objective.metric)
     ckpt_path, run_id = resume_point(cfg)
     checkpoints = claim_checkpoint_folder(job.trainer)
     if tracker is not None:
@@ -92,17 +93,20 @@ def train(cfg: DictConfig) -> float | None:
         tracker.open_run()
     with tracked_run(tracker):
         if tracker is not None:
-            tags = {CHECKPOINTS_TAG: str(checkpoints)} if checkpoints else {}
+            where = {tags.CHECKPOINTS: str(checkpoints)} if checkpoints else {}
             if hydra_cfg.mode == RunMode.MULTIRUN:
-                tags |= {JOB_TAG: str(hydra_cfg.job.num), DIR_TAG: str(Path(hydra_cfg.sweep.dir).resolve())}
-            tracker.set_tags(tags)
+                where |= {
+                    tags.SWEEP_JOB: str(hydra_cfg.job.num),
+                    tags.SWEEP_DIR: str(Path(hydra_cfg.sweep.dir).resolve()),
+                }
+            tracker.set_tags(where)
             overrides = typed_overrides(hydra_cfg.overrides.task)
             record_run(tracker, job.config, overrides, source, CODE_DIR, job.datamodule.state_dict())
             print(f"MLflow run {tracker.run_id} started in experiment '{tracker.experiment_name}'")
         job.trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=ckpt_path)
     if tracker is not None:
         _print_where(tracker)
-    objective = job.trainer.callback_metrics.get(cfg.model.objective.metric)
+    objective = job.trainer.callback_metrics.get(cfg.objective.metric)
     return None if objective is None else float(objective)
 
 
@@ -154,7 +158,7 @@ def resume_point(cfg: DictConfig) -> tuple[str | None, str | None]:
     built = checkpoint.get(CONFIG_KEY, {})
     for group in ("model", "data"):
         if built and built[group]["_target_"] != cfg[group]._target_:
-            overrides = run.data.tags.get(OVERRIDES_TAG) if run is not None else None
+            overrides = run.data.tags.get(tags.OVERRIDES) if run is not None else None
             raise ValueError(
                 f"the checkpoint's {group} is {built[group]['_target_']}, this config's {cfg[group]._target_}: "
                 f"resume with the run's own overrides{f' ({overrides})' if overrides else ''}"

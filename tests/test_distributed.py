@@ -38,7 +38,10 @@ def test_image_model_trains_on_two_cpu_processes_into_one_run(tmp_path: Path, mo
     run = only_run(client_for(tmp_path))
     assert run.info.status == "FINISHED"
     assert run.data.params["trainer.devices"] == "2"
-    assert run.data.params["model.objective.metric"] in run.data.metrics
+    assert run.data.params["objective.metric"] in run.data.metrics
+    assert (
+        run.data.tags["aigc.objective"] == f"{run.data.params['objective.mode']} {run.data.params['objective.metric']}"
+    )
     assert len(output_folders(tmp_path)) == 1
 
 

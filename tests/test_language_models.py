@@ -118,7 +118,6 @@ def test_gpt_weight_decay_groups_skip_biases_norms_and_embeddings():
     model = LanguageModel(
         net=partial(GPT, block_size=12, n_layer=1, n_head=2, n_embd=8),
         optimizer=partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.1),
-        objective={"metric": "val/loss", "mode": "min"},
         vocab_size=VOCAB,
     )
     optimizer = model.configure_optimizers()
@@ -225,7 +224,6 @@ def language_model(name: str, **kwargs) -> LanguageModel:
         net=NETS[name],
         optimizer=partial(torch.optim.AdamW, lr=1e-2, weight_decay=0.0),
         scheduler=partial(WarmupCosineLR, warmup_steps=5, decay_steps=60),
-        objective={"metric": "val/loss", "mode": "min"},
         grad_clip=1.0,
         **kwargs,
     )
@@ -344,7 +342,7 @@ def test_model_configs_build_with_the_vocabulary_from_the_data(name):
     model.build(vocab_size=65)
     logits, _ = model(torch.zeros(2, 16, dtype=torch.long))
     assert logits.shape == (2, 16, 65)
-    assert model.hparams.objective == {"metric": "val/loss", "mode": "min"}
+    assert OmegaConf.load(CONF_DIR / "objective" / f"{name}.yaml") == {"metric": "val/loss", "mode": "min"}
     if name == "transformer":  # nanoGPT's shakespeare_char CPU settings
         assert (len(model.net.blocks), model.net.wte.embedding_dim, model.net.block_size) == (4, 128, 16)
         scheduler = model.configure_optimizers()["lr_scheduler"]

@@ -87,7 +87,7 @@ def test_config_and_checkpoints_are_artifacts(finished_run, tmp_path):
     last = client.download_artifacts(run_id, "last/last.ckpt", str(tmp_path))
     checkpoint = torch.load(last, weights_only=True)  # plain containers only
     assert checkpoint["aigc_config"]["model"]["_target_"] == "aigc.models.gan.GAN"
-    assert checkpoint["hyper_parameters"]["objective"] == {"metric": "val/fid_mnist", "mode": "min"}
+    assert checkpoint["aigc_config"]["objective"] == {"metric": "val/fid_mnist", "mode": "min"}
     assert any(k.startswith("generator.") for k in checkpoint["state_dict"])
 
 

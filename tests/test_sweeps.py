@@ -36,7 +36,7 @@ def test_hparams_search_configs_compose_into_an_optuna_sweep(compose_cfg, name):
     cfg = compose_cfg(f"hparams_search={name}")
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper")
-    assert sweeper.direction == cfg.model.objective.mode == "min"
+    assert sweeper.direction == cfg.objective.mode == "min"
     space, fixed = search_space([f"{key}={value}" for key, value in sweeper.params.items()])
     assert len(space) >= 3 and not fixed
     for key in space:  # every searched key exists in the composed config

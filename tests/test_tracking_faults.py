@@ -16,7 +16,8 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import RunTag
 
-from aigc.tracking.liveness import HEARTBEAT_TAG, lost, reap
+from aigc.tags import HEARTBEAT as HEARTBEAT_TAG
+from aigc.tracking.liveness import lost, reap
 from tests.conftest import MlflowServer, all_runs, client_for, free_port, only_run, run_aigc, user_env
 
 pytestmark = pytest.mark.slow

@@ -94,6 +94,6 @@ def test_a_short_run_logs_the_elbo_terms_and_checkpoints_by_val_elbo(compose_cfg
     assert {"train/loss", "train/recon", "train/kl"} <= set(job.trainer.logged_metrics)
 
     checkpoint = job.trainer.checkpoint_callback
-    assert (checkpoint.monitor, checkpoint.mode) == ("val/elbo", "max") == tuple(cfg.model.objective.values())
+    assert (checkpoint.monitor, checkpoint.mode) == ("val/elbo", "max") == tuple(cfg.objective.values())
     saved = torch.load(checkpoint.best_model_path, weights_only=True)  # plain values only
     assert saved["hyper_parameters"]["beta"] == 1.0 and saved["hyper_parameters"]["latent_dim"] == 16

@@ -10,6 +10,7 @@ from typing import Annotated
 import torch
 from annotated_types import Gt, Le
 
+from aigc import tags
 from aigc.callbacks.image_logging import metrics_step
 from aigc.callbacks.scoring import ScoringCallback
 from aigc.constraints import NonNegativeFloat, PositiveInt
@@ -82,14 +83,14 @@ class TextMetrics(ScoringCallback):
             f"--- prompt {i}\n{tokenizer.decode(prompt)}\n--- true continuation\n{truth}\n--- model\n{model}"
             for i, ((prompt, truth), model) in enumerate(zip(pairs, continuations, strict=False))
         )
-        tags = {
-            "metrics.text.num_prompts": str(len(pairs)),
-            "metrics.text.prompt_tokens": str(self.prompt_tokens),
-            "metrics.text.continuation_tokens": str(self.continuation_tokens),
-            "metrics.text.decoding": ", ".join(f"{k}={v}" for k, v in self.decoding.items()),
-            "metrics.text.bleu_signature": BLEU_SIGNATURE,
+        described = {
+            "num_prompts": str(len(pairs)),
+            "prompt_tokens": str(self.prompt_tokens),
+            "continuation_tokens": str(self.continuation_tokens),
+            "decoding": ", ".join(f"{k}={v}" for k, v in self.decoding.items()),
+            "bleu_signature": BLEU_SIGNATURE,
         }
-        self.set_tags(trainer, tags)
+        self.set_tags(trainer, {f"{tags.TEXT_METRICS}{key}": value for key, value in described.items()})
         for logger in trainer.loggers:
             if hasattr(logger, "log_text_artifact"):
                 logger.log_text_artifact(report, f"samples/{stage}_step_{step:07d}.txt")

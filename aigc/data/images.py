@@ -38,10 +38,18 @@ class ImageDataModule(LightningDataModule):
     classifier: str | None = None
 
     def __init__(
-        self, data_dir: str, image_shape: Sequence[int], batch_size: PositiveInt = 128, num_workers: NonNegativeInt = 0
+        self,
+        data_dir: str,
+        image_shape: Sequence[int],
+        batch_size: PositiveInt = 128,
+        num_workers: NonNegativeInt = 0,
+        fid_metric: str = "val/fid",
     ):
         super().__init__()
         self.data_dir = data_dir
+        # the FID generators of this data are judged by (a run's objective interpolates it):
+        # val/fid_<classifier> where a classifier ships for the data, else Inception's val/fid
+        self.fid_metric = fid_metric
         self.image_shape = tuple(int(d) for d in image_shape)
         self.batch_size = batch_size
         self.num_workers = num_workers

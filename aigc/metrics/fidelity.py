@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+from aigc import tags
 from aigc.metrics import mnist_classifier
 from aigc.metrics.digests import state_dict_digest
 
@@ -138,19 +139,20 @@ def fidelity_tags(
     extractors: list[str], num_fake: int, num_reference: int, reference_key: str, inception_weights: str | None = None
 ) -> dict[str, str]:
     """What a run records beside the image metrics, so that only like is compared with like."""
-    tags = {
-        "metrics.images.extractors": ",".join(extractors),
-        "metrics.images.num_samples": str(num_fake),
-        "metrics.images.reference": reference_key,
-        "metrics.images.num_reference": str(num_reference),
-        "versions.torch-fidelity": torch_fidelity.__version__,
+    described = {
+        "extractors": ",".join(extractors),
+        "num_samples": str(num_fake),
+        "reference": reference_key,
+        "num_reference": str(num_reference),
     }
     if INCEPTION in extractors:
-        tags["metrics.images.inception_weights"] = str(inception_weights or URL_INCEPTION_V3)
-        tags["metrics.images.inception_weights_digest"] = _inception_digest(inception_weights)
+        described["inception_weights"] = str(inception_weights or URL_INCEPTION_V3)
+        described["inception_weights_digest"] = _inception_digest(inception_weights)
     if mnist_classifier.NAME in extractors:
-        tags["metrics.images.mnist_classifier_weights"] = mnist_classifier.weights_digest()
-    return tags
+        described["mnist_classifier_weights"] = mnist_classifier.weights_digest()
+    return {f"{tags.IMAGE_METRICS}{key}": value for key, value in described.items()} | {
+        f"{tags.VERSIONS}torch-fidelity": torch_fidelity.__version__
+    }
 
 
 def _cache_name(reference_key: str, extractor: str, num_reference: int, inception_weights: str | None) -> str:

@@ -27,7 +27,6 @@ class GAN(LightningModule):
         optimizer_g: Callable[..., torch.optim.Optimizer],
         optimizer_d: Callable[..., torch.optim.Optimizer],
         loss,
-        objective: dict,
         grad_clip: PositiveFloat | None = None,
     ):
         super().__init__()

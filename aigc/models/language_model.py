@@ -84,7 +84,6 @@ class LanguageModel(LightningModule):
     net: a partial of the net taking ``vocab_size`` (``_partial_: true`` in config).
     optimizer: a partial of the optimizer; it gets the net's ``param_groups()`` when the net
         has them (the GPT: no weight decay on biases, norms, embeddings), else its parameters.
-    objective: ``{metric, mode}``: what "best" means for checkpoints and sweeps.
     scheduler: a partial of a learning-rate scheduler, stepped every optimizer step; or None.
     grad_clip: max global gradient norm (None: whatever the Trainer's ``gradient_clip_val`` says).
     carry_state: for recurrent nets (the LSTM): start each training batch from the previous
@@ -103,7 +102,6 @@ class LanguageModel(LightningModule):
         self,
         net: Callable[..., nn.Module],
         optimizer: Callable[..., torch.optim.Optimizer],
-        objective: dict,
         scheduler: Callable[..., LRScheduler] | None = None,
         grad_clip: PositiveFloat | None = None,
         carry_state: bool = False,

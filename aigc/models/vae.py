@@ -32,7 +32,6 @@ class VAE(LightningModule):
         decoder: nn.Module,
         likelihood: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
-        objective: dict,
         latent_dim: PositiveInt,
         beta: NonNegativeFloat = 1.0,
     ):

@@ -1,8 +1,8 @@
 """Compare MLflow runs: which runs, ranked by what, and the table and plots of the report.
 
 Runs are an experiment's (sweep parents left out) or a sweep's children. They are
-ranked by their final value of the objective each run recorded as params
-(``model.objective.metric`` / ``.mode``), the value a sweep optimises; the best
+ranked by their final value of the objective each run recorded (the tag ``aigc.objective``,
+``"<mode> <metric>"``), the value a sweep optimises; the best
 value over the run's steps is shown beside it.
 """
 
@@ -16,9 +16,10 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from aigc.tracking.sweep import JOB_TAG, ROLE_TAG, best_run
+from aigc import tags
+from aigc.tracking.record import read_objective
+from aigc.tracking.sweep import best_run
 
-OBJECTIVE_PARAMS = ("model.objective.metric", "model.objective.mode")
 # params that differ between runs without being choices of the experimenter
 INCIDENTAL_PARAMS = ("paths.", "logger.", "hydra.", "trainer.default_root_dir", "callbacks.model_checkpoint.dirpath")
 MAX_PARAM_COLUMNS = 6
@@ -51,7 +52,7 @@ def select(
         )
         if not runs:
             raise ValueError(f"run {run_id} has no child runs: give a sweep's parent run id, or experiment_name=")
-        runs.sort(key=lambda run: int(run.data.tags.get(JOB_TAG, 10**9)))
+        runs.sort(key=lambda run: int(run.data.tags.get(tags.SWEEP_JOB, 10**9)))
     elif experiment_name:
         found = client.get_experiment_by_name(experiment_name)
         if found is None:
@@ -60,16 +61,17 @@ def select(
         runs = [
             run
             for run in client.search_runs([found.experiment_id], max_results=50000, order_by=["attributes.start_time"])
-            if run.data.tags.get(ROLE_TAG) != "parent"
+            if run.data.tags.get(tags.SWEEP_ROLE) != "parent"
         ]
         if not runs:
             raise ValueError(f"experiment {experiment_name!r} has no runs")
     else:
         raise ValueError("say what to compare: experiment_name=<name> or run_id=<a sweep's parent run id>")
-    metric = metric or _most_common(run.data.params.get(OBJECTIVE_PARAMS[0]) for run in runs)
-    mode = mode or _most_common(run.data.params.get(OBJECTIVE_PARAMS[1]) for run in runs) or "min"
+    recorded = _most_common(read_objective(run.data.tags.get(tags.OBJECTIVE)) for run in runs)
+    metric = metric or (recorded[0] if recorded else None)
+    mode = mode or (recorded[1] if recorded and recorded[0] == metric else None) or "min"
     if metric is None:
-        raise ValueError("the runs record no model.objective.metric: give metric=<name> (and mode=min|max)")
+        raise ValueError("the runs record no objective (tag aigc.objective): give metric=<name> (and mode=min|max)")
     return Comparison(runs, metric, mode, _key_params(runs), parent)
 
 
@@ -82,7 +84,7 @@ def table(comparison: Comparison, client: MlflowClient) -> list[dict[str, str]]:
         best = (min if comparison.mode == "min" else max)(finite) if finite else math.nan
         row = {
             "run": run.info.run_id[:8],
-            "job": run.data.tags.get(JOB_TAG, ""),
+            "job": run.data.tags.get(tags.SWEEP_JOB, ""),
             "status": run.info.status,
             "duration": _duration(run),
         }
@@ -180,7 +182,7 @@ def _float(text: str) -> float | None:
 
 
 def _label(run: Run) -> str:
-    job = run.data.tags.get(JOB_TAG)
+    job = run.data.tags.get(tags.SWEEP_JOB)
     return f"job {job} ({run.info.run_id[:8]})" if job else (run.info.run_name or run.info.run_id[:8])[:40]
 
 

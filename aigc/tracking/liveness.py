@@ -8,14 +8,14 @@ import time
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-HEARTBEAT_TAG = "aigc.heartbeat"  # seconds since the epoch
-END_TAG = "aigc.end"
+from aigc import tags
+
 DEFAULT_AFTER_S = 300
 
 
 def lost(run: Run, after_s: float, now: float | None = None) -> bool:
     """RUNNING, with a heartbeat older than ``after_s`` (runs without one are not aigc's to judge)."""
-    beat = run.data.tags.get(HEARTBEAT_TAG)
+    beat = run.data.tags.get(tags.HEARTBEAT)
     return run.info.status == "RUNNING" and beat is not None and (now or time.time()) - float(beat) > after_s
 
 
@@ -25,6 +25,6 @@ def reap(client: MlflowClient, experiment_ids: list[str] | None = None, after_s:
     running = client.search_runs(ids, filter_string="attributes.status = 'RUNNING'", max_results=50000)
     reaped = [run for run in running if lost(run, after_s)]
     for run in reaped:
-        client.set_tag(run.info.run_id, END_TAG, "lost")
-        client.set_terminated(run.info.run_id, "FAILED", end_time=int(float(run.data.tags[HEARTBEAT_TAG]) * 1000))
+        client.set_tag(run.info.run_id, tags.END, "lost")
+        client.set_terminated(run.info.run_id, "FAILED", end_time=int(float(run.data.tags[tags.HEARTBEAT]) * 1000))
     return reaped

@@ -11,13 +11,11 @@ from lightning.pytorch.utilities import rank_zero_only
 from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from aigc import tags
 from aigc.constraints import PositiveFloat
 from aigc.tracking.lifecycle import optional_write, uninterrupted
-from aigc.tracking.liveness import END_TAG
 from aigc.tracking.spool import SpoolingClient
-from aigc.tracking.store import default_artifact_location, experiment_id, opening_store, reachable_store
-
-SWEEP_ID_TAG = "aigc.sweep.id"
+from aigc.tracking.store import default_artifact_location, experiment_id, open_store, reachable_store
 
 
 class MLflowLogger(MLFlowLogger):
@@ -45,19 +43,17 @@ class MLflowLogger(MLFlowLogger):
         if spool_dir is not None:
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-        with opening_store(tracking_uri):  # its MlflowClient creates the tables of a new SQLite store
-            super().__init__(
-                experiment_name=experiment_name,
-                tracking_uri=tracking_uri,
-                artifact_location=artifact_location or default_artifact_location(tracking_uri, experiment_name),
-                run_name=run_name or None,
-                **kwargs,
-            )
-        self._writes = (
-            None if spool_dir is None else SpoolingClient(self._mlflow_client, spool_dir, tracking_uri, heartbeat_s)
+        client = open_store(tracking_uri, must_exist=False)  # a new store's tables, made under its lock
+        super().__init__(
+            experiment_name=experiment_name,
+            tracking_uri=tracking_uri,
+            artifact_location=artifact_location or default_artifact_location(tracking_uri, experiment_name),
+            run_name=run_name or None,
+            **kwargs,
         )
+        self._writes = None if spool_dir is None else SpoolingClient(client, spool_dir, tracking_uri, heartbeat_s)
         # every call Lightning and this class make to the store completes before Ctrl-C acts
-        self._mlflow_client = UninterruptedClient(self._writes or self._mlflow_client)
+        self._mlflow_client = UninterruptedClient(self._writes or client)
         self._parent_run_id = parent_run_id
         self._continuing = False
         # continuing a run: per metric, the last step it already has (points up to it are not logged again)
@@ -90,8 +86,8 @@ class MLflowLogger(MLFlowLogger):
                     for key in run.data.metrics
                 }
                 client.update_run(self._run_id, status="RUNNING")
-                if END_TAG in run.data.tags:  # reaped as lost (aigc.runs): it lives again
-                    client.delete_tag(self._run_id, END_TAG)
+                if tags.END in run.data.tags:  # reaped as lost (aigc.runs): it lives again
+                    client.delete_tag(self._run_id, tags.END)
 
     def continue_run(self, run_id: str) -> None:
         """Log into the existing run ``run_id`` (resuming it) instead of creating one. Points at
@@ -134,7 +130,7 @@ class MLflowLogger(MLFlowLogger):
                 self._experiment_name = self._mlflow_client.get_experiment(self._experiment_id).name
                 self.tags = (self.tags or {}) | {
                     MLFLOW_PARENT_RUN_ID: self._parent_run_id,
-                    SWEEP_ID_TAG: parent.data.tags.get(SWEEP_ID_TAG, ""),
+                    tags.SWEEP_ID: parent.data.tags.get(tags.SWEEP_ID, ""),
                 }
             else:
                 self._experiment_id = experiment_id(self._mlflow_client, self._experiment_name)

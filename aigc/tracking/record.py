@@ -17,12 +17,11 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Param, RunTag
 from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
+from aigc import tags
 from aigc.data.source import DataSource
 from aigc.resolvers import unescape_interpolations
 from aigc.tracking.logger import MLflowLogger
 
-OVERRIDES_TAG = "aigc.overrides"
-RESUME_CHANGES_TAG = "aigc.resume.changed"
 MAX_PARAM_CHARS = 500  # MLflow takes 6,000; longer values are unreadable in the UI anyway
 PACKAGES = ("aigc", "torch", "torchvision", "lightning", "hydra-core", "mlflow", "torchmetrics", "torch-fidelity")
 
@@ -47,17 +46,19 @@ def record_run(
     flat = flatten(config)
     earlier = client.get_run(run_id).data.params  # a resumed run has them already
     params = [Param(key, value) for key, value in flat.items() if key not in earlier]
-    tags = provenance_tags(code_dir, data) | {OVERRIDES_TAG: " ".join(overrides)}
+    run_tags = provenance_tags(code_dir, data) | {tags.OVERRIDES: " ".join(overrides)}
+    if "objective" in config:
+        run_tags[tags.OBJECTIVE] = objective_tag(config["objective"])
     if earlier:
         # MLflow refuses to change a param: what a resumed run changed is recorded as a tag
         ours = [key for key in earlier if key.split(".")[0] in config]  # not Lightning's own hparams
         changed = [
             f"{key}: {earlier[key]} -> {flat.get(key, '(none)')}" for key in ours if flat.get(key) != earlier[key]
         ]
-        tags[RESUME_CHANGES_TAG] = "; ".join(changed)[:5000] or "(nothing)"
+        run_tags[tags.RESUME_CHANGED] = "; ".join(changed)[:5000] or "(nothing)"
     for start in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):  # the limit counts params and tags
         client.log_batch(run_id, params=params[start : start + MAX_PARAMS_TAGS_PER_BATCH])
-    client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
+    client.log_batch(run_id, tags=[RunTag(key, value) for key, value in run_tags.items()])
     if not earlier:
         logger.log_text_artifact(_yaml(config), "config/config.yaml")
     logger.log_text_artifact(
@@ -123,6 +124,19 @@ def _unescaped(value):
     return value
 
 
+def objective_tag(objective: dict) -> str:
+    """``{"metric": "val/loss", "mode": "min"}`` -> ``"min val/loss"``, the tags' form."""
+    return f"{objective['mode']} {objective['metric']}"
+
+
+def read_objective(tag: str | None) -> tuple[str, str] | None:
+    """(metric, mode) from an objective tag, or None."""
+    if not tag or " " not in tag:
+        return None
+    mode, metric = tag.split(" ", 1)
+    return metric, mode
+
+
 def flatten(config: dict, prefix: str = "") -> dict[str, str]:
     """``{"model": {"lr": 1e-3}}`` -> ``{"model.lr": "0.001"}``; lists stay whole, long values are shortened."""
     flat: dict[str, str] = {}
@@ -140,22 +154,22 @@ def flatten(config: dict, prefix: str = "") -> dict[str, str]:
 
 def provenance_tags(code_dir: Path, data: DataSource | None) -> dict[str, str]:
     commit, dirty = _git(code_dir)
-    tags = {
-        "git.commit": commit,
-        "git.dirty": dirty,
+    provenance = {
+        tags.GIT_COMMIT: commit,
+        tags.GIT_DIRTY: dirty,
         "mlflow.source.git.commit": commit,
         "mlflow.source.name": "aigc.run",
-        "host": socket.gethostname(),
-        "versions.python": platform.python_version(),
+        tags.HOST: socket.gethostname(),
+        f"{tags.VERSIONS}python": platform.python_version(),
     }
     for package in PACKAGES:
         try:
-            tags[f"versions.{package}"] = version(package)
+            provenance[f"{tags.VERSIONS}{package}"] = version(package)
         except PackageNotFoundError:
-            tags[f"versions.{package}"] = "not installed"
+            provenance[f"{tags.VERSIONS}{package}"] = "not installed"
     if data is not None:
-        tags |= {"data.name": data.name, "data.source": data.source, "data.digest": data.digest}
-    return tags
+        provenance |= {tags.DATA_NAME: data.name, tags.DATA_SOURCE: data.source, tags.DATA_DIGEST: data.digest}
+    return provenance
 
 
 def _git(code_dir: Path) -> tuple[str, str]:

@@ -5,11 +5,9 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
+from aigc import tags
 from aigc.stored import RUN_KEY, NotACheckpoint, read_checkpoint
 from aigc.tracking.checkpoints import checkpoint_of_run
-
-# set when a run starts: the folder its checkpoints are written to
-CHECKPOINTS_TAG = "aigc.checkpoints"
 
 
 def checkpoint_to_resume(client: MlflowClient, run: Run, download_to: Path) -> tuple[str, dict]:
@@ -21,7 +19,7 @@ def checkpoint_to_resume(client: MlflowClient, run: Run, download_to: Path) -> t
     skipped, and the console says so and which checkpoint serves.
     """
     run_id = run.info.run_id
-    folder = Path(run.data.tags.get(CHECKPOINTS_TAG, ""))
+    folder = Path(run.data.tags.get(tags.CHECKPOINTS, ""))
     skipped: list[str] = []
     found = _newest(sorted(folder.glob("*.ckpt")) if folder.is_dir() else [], run_id, skipped)
     if found is None:

@@ -41,7 +41,7 @@ from mlflow.entities import DatasetInput, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.protos import service_pb2
 
-from aigc.tracking.liveness import HEARTBEAT_TAG
+from aigc import tags
 
 SPOOL_FOLDER = "tracking_spool"
 FORMAT = "aigc-tracking-spool-1"
@@ -262,7 +262,7 @@ class SpoolingClient:
             return
         self._next_heartbeat = now + self._heartbeat_s
         try:
-            self._client.set_tag(self._run_id, HEARTBEAT_TAG, str(int(now)))
+            self._client.set_tag(self._run_id, tags.HEARTBEAT, str(int(now)))
         except Exception as error:
             self._degrade(error)
 

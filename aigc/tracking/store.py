@@ -52,13 +52,6 @@ def reachable_store(uri: str, timeout_s: float = 5.0) -> Iterator[None]:
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             raise TrackingUnreachable(f"MLflow tracking server {uri} is unreachable ({reason}): {FIX}") from None
-    with opening_store(uri):
-        yield
-
-
-@contextmanager
-def opening_store(uri: str) -> Iterator[None]:
-    """``store_lock``, with whatever fails inside turned into one ``TrackingUnreachable``."""
     try:
         with store_lock(uri):
             yield
@@ -91,15 +84,21 @@ def store_lock(uri: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def open_store(tracking_uri: str) -> MlflowClient:
-    """A client of an existing store, for commands that read runs (a mistyped SQLite path is an
-    error here, where MlflowClient would silently create an empty store)."""
+def open_store(tracking_uri: str, must_exist: bool = True) -> MlflowClient:
+    """The one way aigc gets a client of a tracking store; a server must answer within seconds.
+
+    ``must_exist`` (the commands that read runs: evaluate, sample, compare, sync, reap, resume):
+    a SQLite file that isn't there is an error, where ``MlflowClient`` would silently create an
+    empty store. Otherwise (a run, a sweep) a new SQLite store's tables are created now, under
+    the store's lock, so that processes starting at the same moment don't race to create them.
+    """
     database = sqlite_path(tracking_uri)
-    if database is not None and not database.exists():
+    if must_exist and database is not None and not database.exists():
         raise FileNotFoundError(
             f"no MLflow store at {database}: run where you trained, or set MLFLOW_TRACKING_URI (or tracking_uri=)"
         )
-    return MlflowClient(tracking_uri)
+    with reachable_store(tracking_uri):
+        return MlflowClient(tracking_uri)
 
 
 def stored_run(client: MlflowClient, run_id: str, named_by: str) -> Run:

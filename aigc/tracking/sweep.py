@@ -7,7 +7,7 @@ race to create them) and hands the parent's id to the jobs through the
 environment (``AIGC_SWEEP_PARENT_RUN_ID``, which ``logger.mlflow.parent_run_id``
 reads). Each job's ``MLflowLogger`` then files its run under the parent.
 
-When the sweep ends, the parent records the best job by ``model.objective`` and
+When the sweep ends, the parent records the best job by ``objective`` and
 ends FINISHED; a sweep that stops on an exception ends FAILED, one stopped by
 SIGINT/SIGTERM KILLED, and so do its own children still RUNNING.
 
@@ -18,7 +18,7 @@ line) continues if it didn't finish, and its jobs that finished are not run agai
 (``MLflowLogger.finished_twin``). A grid that finished runs anew, in a new parent.
 
 What it reads from the sweep's config: ``logger.mlflow`` (store and experiment; no
-``logger.mlflow``, no tracking), ``model.objective`` (``{metric, mode}``) and
+``logger.mlflow``, no tracking), ``objective`` (``{metric, mode}``) and
 ``hydra.sweeper.study_name``.
 """
 
@@ -34,21 +34,17 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from mlflow import MlflowClient
 from mlflow.entities import Param, Run, RunStatus
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from aigc import tags
 from aigc.tracking.lifecycle import interrupted_by, raise_on_signals, restore_signals
-from aigc.tracking.logger import SWEEP_ID_TAG, UninterruptedClient
-from aigc.tracking.record import flatten, recorded, typed_overrides
-from aigc.tracking.store import TrackingUnreachable, experiment_id, reachable_store
+from aigc.tracking.logger import UninterruptedClient
+from aigc.tracking.record import flatten, objective_tag, recorded, typed_overrides
+from aigc.tracking.store import TrackingUnreachable, experiment_id, open_store, reachable_store
 
 PARENT_RUN_ENV = "AIGC_SWEEP_PARENT_RUN_ID"
-ROLE_TAG = "aigc.sweep.role"
-JOB_TAG = "aigc.sweep.job"
-DIR_TAG = "aigc.sweep.dir"
-BEST_RUN_TAG = "aigc.sweep.best_run_id"
 
 
 class SweepRun(Callback):
@@ -66,11 +62,11 @@ class SweepRun(Callback):
         try:
             self.tracking_uri = mlflow_cfg.tracking_uri
             self.experiment_name = experiment_of_sweep(config)
-            self.objective = OmegaConf.to_container(config.model.objective, resolve=True)
+            self.objective = OmegaConf.to_container(config.objective, resolve=True)
             self.study_name = OmegaConf.select(config, "hydra.sweeper.study_name")
             self.sweep_dir = str(Path(config.hydra.sweep.dir).resolve())
+            self._client = UninterruptedClient(open_store(self.tracking_uri, must_exist=False))
             with reachable_store(self.tracking_uri):
-                self._client = UninterruptedClient(MlflowClient(self.tracking_uri))
                 self.run_id = self._open_parent(config)
         except TrackingUnreachable as error:
             print(f"Error: {error}", file=sys.stderr)
@@ -103,7 +99,7 @@ class SweepRun(Callback):
         self._sweep_id = self.study_name or f"grid-{hashlib.sha1(grid.encode()).hexdigest()[:10]}"
         earlier = client.search_runs(
             [experiment],
-            filter_string=f"tags.`{SWEEP_ID_TAG}` = '{self._sweep_id}' and tags.`{ROLE_TAG}` = 'parent'",
+            filter_string=f"tags.`{tags.SWEEP_ID}` = '{self._sweep_id}' and tags.`{tags.SWEEP_ROLE}` = 'parent'",
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
@@ -111,18 +107,18 @@ class SweepRun(Callback):
         if earlier and (self.study_name or earlier[0].info.status != "FINISHED"):
             run_id = earlier[0].info.run_id
             client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-            client.set_tag(run_id, DIR_TAG, self.sweep_dir)
+            client.set_tag(run_id, tags.SWEEP_DIR, self.sweep_dir)
             print(f"Continuing the MLflow sweep run {run_id} of sweep {self._sweep_id}")
         else:
             run_id = client.create_run(
                 experiment,
                 run_name=f"sweep {self._sweep_id}",
                 tags={
-                    SWEEP_ID_TAG: self._sweep_id,
-                    ROLE_TAG: "parent",
-                    DIR_TAG: self.sweep_dir,
-                    "aigc.sweep.objective": f"{self.objective['mode']} {self.objective['metric']}",
-                    "aigc.sweep.overrides": " ".join(sweep["overrides"]),
+                    tags.SWEEP_ID: self._sweep_id,
+                    tags.SWEEP_ROLE: "parent",
+                    tags.SWEEP_DIR: self.sweep_dir,
+                    tags.SWEEP_OBJECTIVE: objective_tag(self.objective),
+                    tags.SWEEP_OVERRIDES: " ".join(sweep["overrides"]),
                 },
             ).info.run_id
             params = [Param(key, value) for key, value in flatten({"sweeper": sweep["sweeper"]}).items()]
@@ -147,14 +143,14 @@ class SweepRun(Callback):
             [self._experiment_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{run_id}'", max_results=50000
         )
         for child in children:  # jobs of this sweep that a signal or a crash left RUNNING
-            if child.info.status == "RUNNING" and child.data.tags.get(DIR_TAG) == self.sweep_dir:
+            if child.info.status == "RUNNING" and child.data.tags.get(tags.SWEEP_DIR) == self.sweep_dir:
                 client.set_terminated(child.info.run_id, status if status != "FINISHED" else "FAILED")
         metric = self.objective["metric"]
         finished = [run for run in children if run.info.status == "FINISHED"]
         best = best_run(finished, metric, self.objective["mode"])
         if best is not None:
-            client.set_tag(run_id, BEST_RUN_TAG, best.info.run_id)
-            client.set_tag(run_id, "aigc.sweep.best_run_name", best.info.run_name)
+            client.set_tag(run_id, tags.BEST_RUN_ID, best.info.run_id)
+            client.set_tag(run_id, tags.BEST_RUN_NAME, best.info.run_name)
             client.log_metric(run_id, f"best/{metric}", best.data.metrics[metric])
             print(
                 f"Best job of sweep {self._sweep_id}: {best.info.run_name} ({best.info.run_id}), "

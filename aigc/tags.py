@@ -1,0 +1,28 @@
+"""Every tag aigc writes on an MLflow run, in one place: the runs, the sweeps' parents, the
+compare report and the reaper read and write them by these names (they are part of the
+interface: searches and the UI's columns use them)."""
+
+# a run
+OVERRIDES = "aigc.overrides"  # the command line's overrides, as typed
+RESUME_CHANGED = "aigc.resume.changed"  # what a resumed command changed in the config
+CHECKPOINTS = "aigc.checkpoints"  # the folder the run writes its checkpoints to
+HEARTBEAT = "aigc.heartbeat"  # seconds since the epoch, refreshed while the run trains
+END = "aigc.end"  # "lost": ended FAILED by `aigc.runs reap`, its heartbeat stopped
+OBJECTIVE = "aigc.objective"  # "<mode> <metric>": what "best" means for the run (conf/objective/)
+
+# a sweep: its parent run, and each job's run
+SWEEP_ID = "aigc.sweep.id"  # the Optuna study, or a digest of a grid's command line
+SWEEP_ROLE = "aigc.sweep.role"  # "parent" on the sweep's own run
+SWEEP_JOB = "aigc.sweep.job"  # the job's number (the Optuna trial's)
+SWEEP_DIR = "aigc.sweep.dir"  # the sweep's output folder
+SWEEP_OBJECTIVE = "aigc.sweep.objective"  # "<mode> <metric>"
+SWEEP_OVERRIDES = "aigc.sweep.overrides"
+BEST_RUN_ID = "aigc.sweep.best_run_id"
+BEST_RUN_NAME = "aigc.sweep.best_run_name"
+
+# provenance (without the aigc. prefix: they read as plain facts in the UI)
+GIT_COMMIT, GIT_DIRTY, HOST = "git.commit", "git.dirty", "host"
+VERSIONS = "versions."  # + a package's name
+DATA_NAME, DATA_SOURCE, DATA_DIGEST = "data.name", "data.source", "data.digest"
+# what the image and text metrics were computed with (+ the setting's name): only like is compared with like
+IMAGE_METRICS, TEXT_METRICS = "metrics.images.", "metrics.text."
