@@ -36,8 +36,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         run_cfg = OmegaConf.create(checkpoint.get(ConfigSnapshot.key) or {})
         if not {"model", "data", "logger"} <= set(run_cfg):
             raise ValueError(f"{ckpt_path} holds no aigc run config (aigc_config): it was not written by aigc.run")
-        for group in ("callbacks", "metrics", "paths"):  # replaced, not merged: no stored callback is built
+        # replaced, not merged: no stored callback is built. The run's family callbacks (by name)
+        # come from today's definitions of them.
+        trained_with = set(run_cfg.get("callbacks") or {})
+        for group in ("callbacks", "metrics", "paths"):
             run_cfg[group] = cfg[group]
+        for name in trained_with & set(cfg.family_callbacks):
+            run_cfg.callbacks[name] = cfg.family_callbacks[name]
         run_id = cfg.run_id or checkpoint.get(ConfigSnapshot.run_key)
         logger = None
         if run_id:

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from aigc import tags
 from aigc.callbacks import ConfigSnapshot
 from aigc.callbacks.random_state import RandomState
+from aigc.capabilities import MissingCapability
 from aigc.console import entry_point, one_line
 from aigc.stored import CONFIG_KEY, RUN_KEY, read_checkpoint
 from aigc.tracking import MLflowLogger, RunInterrupted, record_run, tracked_run
@@ -88,7 +89,7 @@ def train(cfg: DictConfig) -> float | None:
     source = getattr(job.datamodule, "source", None)
     if source is not None:
         print(f"Data: {source.describe()}")
-    check_trainable(job.datamodule)
+    check_trainable(job.datamodule, job.model, job.trainer.callbacks)
     if tracker is not None:
         tracker.open_run()
     with tracked_run(tracker):
@@ -187,7 +188,7 @@ def main(cfg: DictConfig) -> float | None:
         if in_sweep:
             raise
         sys.exit(130)
-    except ConfigError as error:  # the user's input: the line says it all
+    except (ConfigError, MissingCapability) as error:  # the user's input: the line says it all
         print(f"\nError: {error}", file=sys.stderr)
         if in_sweep:
             raise

@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError
 from pydantic import AfterValidator, ConfigDict, StringConstraints, TypeAdapter, ValidationError
 
+from aigc.capabilities import Contract
 from aigc.stored import locate
 
 INSTANTIATE_KEYS = {"_target_", "_partial_", "_args_", "_convert_", "_recursive_"}
@@ -275,9 +276,13 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def check_trainable(datamodule) -> None:
-    """After the data is loaded: at least one training batch (a batch size beyond the training
-    split, with its last partial batch dropped, trains nothing and would still end FINISHED)."""
+def check_trainable(datamodule, model, callbacks: list) -> None:
+    """After the data is loaded: every callback's needs are met by the model and the data
+    (``aigc.capabilities``), and there is at least one training batch (a batch size beyond the
+    training split, with its last partial batch dropped, trains nothing and would end FINISHED)."""
+    for callback in callbacks:
+        if isinstance(callback, Contract):
+            callback.check(model, datamodule)
     if len(datamodule.train_dataloader()) == 0:
         source = getattr(datamodule, "source", None)
         examples = f"{source.num_train:,} training examples" if source is not None else "the training data"

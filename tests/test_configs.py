@@ -7,6 +7,8 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
+from aigc.callbacks import ReconstructionGrid, TextMetrics
+from aigc.capabilities import Contract, MissingCapability
 from aigc.distributed import DDPStrategy
 from aigc.run import build, train
 from aigc.tracking import MLflowLogger
@@ -112,3 +114,33 @@ def test_trainer_configs_instantiate(compose_cfg, trainer):
         strategy = instantiate(cfg.trainer.strategy)
         assert isinstance(strategy, DDPStrategy)
         assert strategy.process_group_backend == ("gloo" if trainer == "ddp_cpu" else "nccl")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "family"),
+    [
+        (("model=gan",), {"sample_grid", "image_metrics"}),
+        (("model=vae",), {"sample_grid", "image_metrics", "reconstruction_grid"}),
+        (("model=transformer", "data=pydocs"), {"text_metrics"}),
+        (("model=lstm", "data=pydocs"), {"text_metrics"}),
+    ],
+)
+def test_a_model_family_brings_its_callbacks_and_they_find_what_they_need(compose_cfg, overrides, family):
+    cfg = compose_cfg(*overrides)
+    assert set(cfg.callbacks) == {"model_checkpoint", "stop_on_non_finite_loss", "progress_bar"} | family
+    model, datamodule = instantiate(cfg.model, _convert_="all"), instantiate(cfg.data, _convert_="all")
+    for node in cfg.callbacks.values():
+        callback = instantiate(node)
+        if isinstance(callback, Contract):
+            callback.check(model, datamodule)
+
+
+def test_a_callback_that_can_not_apply_says_which_contract_is_missing(compose_cfg):
+    cfg = compose_cfg("model=gan")
+    model, datamodule = instantiate(cfg.model, _convert_="all"), instantiate(cfg.data, _convert_="all")
+    with pytest.raises(MissingCapability) as missing:
+        TextMetrics().check(model, datamodule)
+    assert str(missing.value).startswith("TextMetrics needs a model that meets GeneratesText (generate(prompt_ids")
+    assert "GAN does not" in str(missing.value) and "\n" not in str(missing.value)
+    with pytest.raises(MissingCapability, match="ReconstructionGrid needs a model that meets Reconstructs"):
+        ReconstructionGrid().check(model, datamodule)

@@ -3,11 +3,13 @@
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 from lightning.pytorch.loggers import Logger
 from PIL import Image
 
 from aigc.callbacks.reconstruction_grid import ReconstructionGrid
+from aigc.capabilities import MissingCapability
 from aigc.metrics.images import to_uint8
 from aigc.run import build
 
@@ -45,13 +47,13 @@ def cell(picture: np.ndarray, row: int, column: int) -> np.ndarray:
     return picture[top : top + 28, left : left + 28, 0]
 
 
-def test_modules_without_reconstruct_are_skipped(tmp_path):
-    recorder = RecordingLogger()
-    trainer = SimpleNamespace(
-        sanity_checking=False, is_global_zero=True, current_epoch=0, loggers=[recorder], default_root_dir=str(tmp_path)
-    )
-    ReconstructionGrid().on_validation_epoch_end(trainer, pl_module=torch.nn.Linear(1, 1))
-    assert recorder.images == [] and not any(tmp_path.iterdir())
+def test_modules_without_reconstruct_are_refused_at_setup_not_skipped(tmp_path):
+    # (a callback that silently did nothing hid a model whose method was named otherwise)
+    trainer = SimpleNamespace(datamodule=None)
+    with pytest.raises(
+        MissingCapability, match="ReconstructionGrid needs a model that meets Reconstructs.*Linear does not"
+    ):
+        ReconstructionGrid().setup(trainer, torch.nn.Linear(1, 1), "fit")
 
 
 def test_grid_is_saved_and_logged_on_the_sample_grid_steps(compose_cfg, tmp_path):

@@ -11,6 +11,7 @@ import torch
 from annotated_types import Ge
 
 from aigc.callbacks.scoring import ScoringCallback
+from aigc.capabilities import GeneratesImages, OffersReferenceImages
 from aigc.constraints import PositiveInt
 from aigc.metrics.fidelity import INCEPTION, ISC_SPLITS, fidelity_tags, score_images
 from aigc.metrics.images import to_uint8
@@ -20,9 +21,12 @@ class ImageMetrics(ScoringCallback):
     """Logs ``<stage>/fid`` and ``<stage>/is`` (Inception) and ``<stage>/fid_<c>``, ``<stage>/is_<c>``
     (the in-package classifier that fits the data, e.g. ``fid_mnist``), and tags what was measured.
 
-    Needs ``pl_module.sample(n, seed)`` and an ImageDataModule (``real_images``,
-    ``classifier``); other modules are skipped, so the callback can sit in the default list.
+    Needs a model that generates images and data that offers reference images
+    (``aigc.capabilities``: ``GeneratesImages``, ``OffersReferenceImages``).
     """
+
+    needs_model = (GeneratesImages,)
+    needs_data = (OffersReferenceImages,)
 
     def __init__(
         self,
@@ -44,8 +48,6 @@ class ImageMetrics(ScoringCallback):
 
     def score(self, trainer, pl_module, stage: str) -> dict[str, float]:
         datamodule = trainer.datamodule
-        if not (hasattr(pl_module, "sample") and hasattr(datamodule, "real_images")):
-            return {}
         extractors = [INCEPTION] if self.inception else []
         if datamodule.classifier:
             extractors.append(datamodule.classifier)

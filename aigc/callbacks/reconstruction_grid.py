@@ -1,21 +1,22 @@
 """Fixed validation images above their reconstructions, after every N validation runs."""
 
 import torch
-from lightning import Callback
 
 from aigc.callbacks.image_logging import grid_picture, save_and_log
+from aigc.capabilities import Contract, Reconstructs
 from aigc.constraints import PositiveInt
 from aigc.metrics.images import to_uint8
 
 
-class ReconstructionGrid(Callback):
-    """Needs ``pl_module.reconstruct(images)`` mapping images in [-1, 1] to images in [-1, 1];
-    modules without it are skipped, so the callback can sit in the default list.
+class ReconstructionGrid(Contract):
+    """Needs a model that reconstructs images (``aigc.capabilities.Reconstructs``).
 
     The images are the first ``num_images`` of the validation set, the same every time.
     Rows alternate: ``nrow`` originals, then their reconstructions right below them.
     The PNG and the logged picture follow SampleGrid's conventions (folder ``key``, step).
     """
+
+    needs_model = (Reconstructs,)
 
     def __init__(
         self,
@@ -31,7 +32,7 @@ class ReconstructionGrid(Callback):
         self._images: torch.Tensor | None = None
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if not hasattr(pl_module, "reconstruct") or trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking or not trainer.is_global_zero:
             return
         if (trainer.current_epoch + 1) % self.every_n_epochs:
             return

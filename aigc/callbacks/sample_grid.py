@@ -2,21 +2,22 @@
 
 import math
 
-from lightning import Callback
-
 from aigc.callbacks.image_logging import grid_picture, save_and_log
+from aigc.capabilities import Contract, GeneratesImages
 from aigc.constraints import PositiveInt
 from aigc.metrics.images import to_uint8
 
 
-class SampleGrid(Callback):
-    """Needs ``pl_module.sample(num_samples, seed)`` returning images in [-1, 1]; other modules are skipped.
+class SampleGrid(Contract):
+    """Needs a model that generates images (``aigc.capabilities.GeneratesImages``).
 
     The grid's step is that of the epoch's last loss point, so it lines up with
     the loss curves. Loggers that have ``log_image(key,
     images, step)`` (ours, Lightning's WandbLogger) receive the grid; the PNG is
     also written under the run's output directory.
     """
+
+    needs_model = (GeneratesImages,)
 
     def __init__(
         self, num_samples: PositiveInt = 64, seed: int = 0, every_n_epochs: PositiveInt = 1, key: str = "samples"
@@ -28,8 +29,6 @@ class SampleGrid(Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if (trainer.current_epoch + 1) % self.every_n_epochs or not trainer.is_global_zero:
-            return
-        if not hasattr(pl_module, "sample"):  # not an image generator (a language model)
             return
         images = to_uint8(pl_module.sample(self.num_samples, seed=self.seed))
         picture = grid_picture(images, nrow=math.ceil(math.sqrt(self.num_samples)))

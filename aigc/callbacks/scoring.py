@@ -3,12 +3,14 @@
 from contextlib import AbstractContextManager
 
 import torch
-from lightning import Callback
+
+from aigc.capabilities import Contract
 
 
-class ScoringCallback(Callback):
+class ScoringCallback(Contract):
     """Calls ``score(trainer, pl_module, stage)`` after every ``every_n_epochs``-th validation
-    (never the sanity check) as ``"val"``, and after testing as ``"test"``."""
+    (never the sanity check) as ``"val"``, and after testing as ``"test"``; what the model and
+    the data must offer is declared in ``needs_model`` and ``needs_data`` (checked at set-up)."""
 
     every_n_epochs: int = 1
 

@@ -13,6 +13,7 @@ from annotated_types import Gt, Le
 from aigc import tags
 from aigc.callbacks.image_logging import metrics_step
 from aigc.callbacks.scoring import ScoringCallback
+from aigc.capabilities import GeneratesText, OffersReferenceText
 from aigc.constraints import NonNegativeFloat, PositiveInt
 from aigc.metrics.text import BLEU_SIGNATURE, bleu, rouge
 
@@ -20,10 +21,12 @@ from aigc.metrics.text import BLEU_SIGNATURE, bleu, rouge
 class TextMetrics(ScoringCallback):
     """Logs ``<stage>/bleu`` (sacrebleu, 13a, 0-100) and ``<stage>/rouge1``, ``rouge2``, ``rougeL`` (F, 0-1).
 
-    Needs ``pl_module.generate(prompt_ids, max_new_tokens, temperature, top_k, top_p, seed)``
-    returning the new token ids, and a datamodule with ``tokenizer`` and ``val_text``;
-    other modules are skipped, so the callback can sit in the default list.
+    Needs a model that continues text and data that holds out text to continue
+    (``aigc.capabilities``: ``GeneratesText``, ``OffersReferenceText``).
     """
+
+    needs_model = (GeneratesText,)
+    needs_data = (OffersReferenceText,)
 
     def __init__(
         self,
@@ -60,7 +63,7 @@ class TextMetrics(ScoringCallback):
 
     def score(self, trainer, pl_module, stage: str) -> dict[str, float]:
         datamodule = trainer.datamodule
-        if not (hasattr(pl_module, "generate") and hasattr(datamodule, "val_text")) or not trainer.is_global_zero:
+        if not trainer.is_global_zero:
             return {}
         tokenizer = datamodule.tokenizer
         pairs = self.prompts(datamodule)

@@ -1,0 +1,90 @@
+"""What a model or a datamodule can do, as contracts the callbacks check at set-up.
+
+A callback that makes image grids needs a model that generates images; one that scores text
+needs a model that continues text and data that holds out text to continue. The contracts are
+``typing.Protocol``s: a class meets one by having the methods and attributes, without naming
+it. A callback declares what it needs (``needs_model``, ``needs_data``) and ``Contract.setup``
+refuses, with one line, a model or data that lacks it, instead of skipping silently.
+
+A new model meets these by its methods; a new callback declares what it needs by them; the
+model family's config (``conf/callbacks/family/<model>.yaml``) lists the callbacks that apply.
+"""
+
+from typing import Protocol, runtime_checkable
+
+import torch
+from lightning import Callback
+
+
+@runtime_checkable
+class GeneratesImages(Protocol):
+    """``sample(num_samples, seed)``: images in [-1, 1], (N, C, H, W), the same for a seed on every device."""
+
+    def sample(self, num_samples: int, seed: int = 0) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Reconstructs(Protocol):
+    """``reconstruct(images)``: images in [-1, 1] mapped to their reconstructions in [-1, 1]."""
+
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class GeneratesText(Protocol):
+    """``generate(prompt_ids, max_new_tokens, temperature, top_k, top_p, seed)``: the new token ids."""
+
+    def generate(
+        self,
+        prompt_ids: list[int] | torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int = 0,
+    ) -> list[int]: ...
+
+
+@runtime_checkable
+class OffersReferenceImages(Protocol):
+    """Real images to score samples against: ``real_images(split)`` as uint8 (N, C, H, W), the
+    data's ``name``, its ``source`` (with a digest, after ``setup``) and the ``classifier`` that
+    scores it offline (or None)."""
+
+    name: str
+    classifier: str | None
+
+    def real_images(self, split: str = "val") -> torch.Tensor: ...
+
+
+@runtime_checkable
+class OffersReferenceText(Protocol):
+    """Held-out text to continue: ``val_text`` and the fitted ``tokenizer`` (after ``setup``)."""
+
+    val_text: str
+    tokenizer: object
+
+
+class MissingCapability(ValueError):
+    """A configured callback that can't apply to this model or data."""
+
+
+class Contract(Callback):
+    """A callback's needs, checked when training or testing starts."""
+
+    needs_model: tuple[type, ...] = ()
+    needs_data: tuple[type, ...] = ()
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self.check(pl_module, getattr(trainer, "datamodule", None))
+
+    def check(self, model, datamodule) -> None:
+        """Raise ``MissingCapability`` (one line) unless the model and the data meet the needs."""
+        for needed, subject, what in [(self.needs_model, model, "a model"), (self.needs_data, datamodule, "data")]:
+            for contract in needed:
+                if not isinstance(subject, contract):
+                    raise MissingCapability(
+                        f"{type(self).__name__} needs {what} that meets {contract.__name__} "
+                        f"({contract.__doc__.split(': ')[0].strip('`')}); {type(subject).__name__} does not: "
+                        "drop the callback (~callbacks.<name>) or use a model and data that have it"
+                    )
