@@ -219,3 +219,18 @@ def test_the_ceiling_the_readme_quotes_for_50_digit_splits():
         certain = torch.nn.functional.one_hot(torch.from_numpy(labels).long(), 10).double() * 100
         score = isc_features_to_metric(certain, splits=ISC_SPLITS)["inception_score_mean"]
         assert round(score, 2) == expected
+
+
+def test_kid_comes_through_the_same_path_with_every_extractor(digits, tmp_path):
+    """KID is one line of MEASURES and a name in metrics.image_measures: keyed like FID and IS."""
+    scores = {
+        name: score_images(
+            digits[name][:500], digits["train"], "mnist-train", [MNIST], tmp_path, measures=["fid", "is", "kid"]
+        )
+        for name in ("val", "noise")
+    }
+    assert set(scores["val"]) == {"fid_mnist", "is_mnist", "kid_mnist"}
+    assert abs(scores["val"]["kid_mnist"]) < 0.05 * scores["noise"]["kid_mnist"]  # unbiased: about 0 for real digits
+    assert score_images(digits["val"], digits["train"], "mnist-train", [MNIST], tmp_path) == {
+        key: value for key, value in scores["val"].items() if key != "kid_mnist"
+    }

