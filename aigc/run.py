@@ -19,18 +19,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from aigc import tags
 from aigc.callbacks import ConfigSnapshot
 from aigc.callbacks.random_state import RandomState
 from aigc.capabilities import MissingCapability
 from aigc.console import entry_point, one_line
-from aigc.stored import CONFIG_KEY, RUN_KEY, read_checkpoint
 from aigc.tracking import MLflowLogger, RunInterrupted, record_run, tracked_run
 from aigc.tracking.record import recorded_config, typed_overrides
-from aigc.tracking.resume import checkpoint_to_resume
-from aigc.tracking.store import open_store, stored_run
+from aigc.tracking.resume import resume_point
 from aigc.validation import ConfigError, check_trainable, validate, within_memory
 
 CODE_DIR = Path(__file__).resolve().parents[1]
@@ -128,43 +126,6 @@ def claim_checkpoint_folder(trainer: L.Trainer) -> Path | None:
             "hydra.run.dir (the default names a new folder for every command)"
         ) from None
     return folder
-
-
-def resume_point(cfg: DictConfig) -> tuple[str | None, str | None]:
-    """(checkpoint to restore, MLflow run to continue) for ``resume=<run id>`` or ``ckpt_path=``.
-
-    The checkpoint restores weights, optimizers, schedulers, loop counters and random state; the
-    run continues on the same step axis. The composed config must build the same model and data
-    as the run did: a resume with other overrides would load the checkpoint into the wrong nets.
-    A checkpoint that another run wrote is never resumed into this one.
-    """
-    ckpt_path, run_id = cfg.get("ckpt_path"), cfg.get("resume")
-    tracking_uri = OmegaConf.select(cfg, "logger.mlflow.tracking_uri")
-    run = None
-    if run_id:
-        if tracking_uri is None:
-            raise ValueError("resume=<run id> needs the MLflow logger (drop logger=none), or give ckpt_path=")
-        client = open_store(tracking_uri)
-        run = stored_run(client, run_id, f"resume={run_id}")
-        ckpt_path, checkpoint = checkpoint_to_resume(client, run, Path(cfg.paths.output_dir) / "resumed_from")
-    elif ckpt_path:
-        checkpoint = read_checkpoint(ckpt_path)
-        run_id = checkpoint.get(RUN_KEY)
-        if run_id and tracking_uri is not None:
-            run = stored_run(
-                open_store(tracking_uri), run_id, f"named by {ckpt_path}; or resume untracked with logger=none"
-            )
-    else:
-        return None, None
-    built = checkpoint.get(CONFIG_KEY, {})
-    for group in ("model", "data"):
-        if built and built[group]["_target_"] != cfg[group]._target_:
-            overrides = run.data.tags.get(tags.OVERRIDES) if run is not None else None
-            raise ValueError(
-                f"the checkpoint's {group} is {built[group]['_target_']}, this config's {cfg[group]._target_}: "
-                f"resume with the run's own overrides{f' ({overrides})' if overrides else ''}"
-            )
-    return ckpt_path, run_id
 
 
 def _print_where(tracker: MLflowLogger) -> None:

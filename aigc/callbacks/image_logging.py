@@ -7,6 +7,8 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
+from aigc.lightning_internals import batches_that_stepped
+
 
 def grid_picture(images: torch.Tensor, nrow: int) -> Image.Image:
     """uint8 images (N, C, H, W) -> one picture, ``nrow`` images to a row."""
@@ -21,7 +23,7 @@ def metrics_step(trainer) -> int:
     epoch-end training metrics one step back to match: a picture made during
     validation or at the end of a training epoch lands on the epoch's last loss point.
     """
-    step = trainer.fit_loop.epoch_loop._batches_that_stepped
+    step = batches_that_stepped(trainer)
     return step if trainer.validating else max(step - 1, 0)
 
 

@@ -4,6 +4,8 @@ check before any training starts, and membership of a sweep's parent run."""
 
 import functools
 import os
+import sys
+from collections.abc import Callable
 
 import numpy as np
 from lightning.pytorch.loggers import MLFlowLogger
@@ -13,7 +15,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from aigc import tags
 from aigc.constraints import PositiveFloat
-from aigc.tracking.lifecycle import optional_write, uninterrupted
+from aigc.tracking.signals import uninterrupted
 from aigc.tracking.spool import SpoolingClient
 from aigc.tracking.store import default_artifact_location, experiment_id, open_store, reachable_store
 
@@ -209,3 +211,13 @@ class UninterruptedClient:
 
 def _as_array(image) -> np.ndarray:
     return image if isinstance(image, np.ndarray) else np.asarray(image)
+
+
+def optional_write(write: Callable[[], object], what: str) -> None:
+    """Run a write the run can end without (an artifact); if it fails, say so in one line."""
+    try:
+        write()
+    except Exception as error:
+        text = str(error).strip()
+        reason = text.splitlines()[0][:300] if text else type(error).__name__
+        print(f"Warning: {what} could not be stored in the run ({reason})", file=sys.stderr)

@@ -1,13 +1,23 @@
-"""Where a run left off: the newest of its checkpoints that loads, found from the MLflow run alone."""
+"""Resuming a run: ``resume=<run id>`` or ``ckpt_path=``, into the same MLflow run.
+
+``resume_point`` finds what to restore (the newest checkpoint of the run that loads, from its
+folder or its artifacts) and which run to continue, and refuses a checkpoint that another run
+wrote or a config that builds another model. The logger then continues that run
+(``MLflowLogger.continue_run``: points it already has are not logged twice) and Lightning
+restores weights, optimizers, loop counters and, through ``aigc.callbacks.random_state``, the
+random generators.
+"""
 
 from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.entities import Run
+from omegaconf import DictConfig, OmegaConf
 
 from aigc import tags
-from aigc.stored import RUN_KEY, NotACheckpoint, read_checkpoint
+from aigc.stored import CONFIG_KEY, RUN_KEY, NotACheckpoint, read_checkpoint
 from aigc.tracking.checkpoints import checkpoint_of_run
+from aigc.tracking.store import open_store, stored_run
 
 
 def checkpoint_to_resume(client: MlflowClient, run: Run, download_to: Path) -> tuple[str, dict]:
@@ -66,3 +76,40 @@ def _newest(paths: list[Path], run_id: str, skipped: list[str]) -> tuple[Path, d
         return None
     _, path, checkpoint = max(readable, key=lambda item: item[0])
     return path, checkpoint
+
+
+def resume_point(cfg: DictConfig) -> tuple[str | None, str | None]:
+    """(checkpoint to restore, MLflow run to continue) for ``resume=<run id>`` or ``ckpt_path=``.
+
+    The checkpoint restores weights, optimizers, schedulers, loop counters and random state; the
+    run continues on the same step axis. The composed config must build the same model and data
+    as the run did: a resume with other overrides would load the checkpoint into the wrong nets.
+    A checkpoint that another run wrote is never resumed into this one.
+    """
+    ckpt_path, run_id = cfg.get("ckpt_path"), cfg.get("resume")
+    tracking_uri = OmegaConf.select(cfg, "logger.mlflow.tracking_uri")
+    run = None
+    if run_id:
+        if tracking_uri is None:
+            raise ValueError("resume=<run id> needs the MLflow logger (drop logger=none), or give ckpt_path=")
+        client = open_store(tracking_uri)
+        run = stored_run(client, run_id, f"resume={run_id}")
+        ckpt_path, checkpoint = checkpoint_to_resume(client, run, Path(cfg.paths.output_dir) / "resumed_from")
+    elif ckpt_path:
+        checkpoint = read_checkpoint(ckpt_path)
+        run_id = checkpoint.get(RUN_KEY)
+        if run_id and tracking_uri is not None:
+            run = stored_run(
+                open_store(tracking_uri), run_id, f"named by {ckpt_path}; or resume untracked with logger=none"
+            )
+    else:
+        return None, None
+    built = checkpoint.get(CONFIG_KEY, {})
+    for group in ("model", "data"):
+        if built and built[group]["_target_"] != cfg[group]._target_:
+            overrides = run.data.tags.get(tags.OVERRIDES) if run is not None else None
+            raise ValueError(
+                f"the checkpoint's {group} is {built[group]['_target_']}, this config's {cfg[group]._target_}: "
+                f"resume with the run's own overrides{f' ({overrides})' if overrides else ''}"
+            )
+    return ckpt_path, run_id

@@ -39,9 +39,9 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from aigc import tags
-from aigc.tracking.lifecycle import interrupted_by, raise_on_signals, restore_signals
 from aigc.tracking.logger import UninterruptedClient
 from aigc.tracking.record import flatten, objective_tag, recorded, typed_overrides
+from aigc.tracking.signals import interrupted_by, raise_on_signals, restore_signals
 from aigc.tracking.store import TrackingUnreachable, experiment_id, open_store, reachable_store
 
 PARENT_RUN_ENV = "AIGC_SWEEP_PARENT_RUN_ID"

@@ -6,13 +6,15 @@ import signal
 import torch
 from lightning import Callback
 
+from aigc.lightning_internals import batches_that_stepped
+
 
 class RaiseAtBatch(Callback):
     def __init__(self, batch: int = 2):
         self.batch = batch
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.fit_loop.epoch_loop._batches_that_stepped >= self.batch:
+        if batches_that_stepped(trainer) >= self.batch:
             raise RuntimeError("injected failure")
 
 
@@ -23,7 +25,7 @@ class PoisonWeightsAtBatch(Callback):
         self.batch = batch
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.fit_loop.epoch_loop._batches_that_stepped >= self.batch:
+        if batches_that_stepped(trainer) >= self.batch:
             with torch.no_grad():
                 for parameter in pl_module.parameters():
                     parameter.fill_(float("nan"))

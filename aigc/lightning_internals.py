@@ -1,0 +1,29 @@
+"""Every use aigc makes of Lightning's private attributes, in one place, so that a Lightning
+upgrade that moves one fails ``tests/test_lightning_internals.py`` loudly instead of a run
+quietly. ``pyproject.toml`` pins Lightning to the range these were checked on.
+
+- ``batches_that_stepped``: the step Lightning gives the metrics it logs (the metric step
+  that sample grids and text reports line up with);
+- ``MLFLOW_LOGGER``: what ``aigc.tracking.logger.MLflowLogger`` reads and sets in Lightning's
+  ``MLFlowLogger`` it extends (the run, the experiment, the checkpoints it logs at the end);
+- ``DDP_STRATEGY``: what ``aigc.distributed.DDPStrategy`` hooks into (the DDP wrapper's
+  arguments, built in ``_setup_model``).
+"""
+
+MLFLOW_LOGGER = (
+    "_tracking_uri",
+    "_experiment_name",
+    "_experiment_id",
+    "_run_id",
+    "_run_name",
+    "_mlflow_client",
+    "_initialized",
+    "_checkpoint_callback",
+    "_scan_and_log_checkpoints",
+)
+DDP_STRATEGY = ("_ddp_kwargs", "_setup_model")
+
+
+def batches_that_stepped(trainer) -> int:
+    """Optimizer steps taken so far, as Lightning counts them for its loggers' step axis."""
+    return trainer.fit_loop.epoch_loop._batches_that_stepped

@@ -1,0 +1,49 @@
+"""The Lightning internals aigc relies on (aigc/lightning_internals.py) are where we expect them:
+a Lightning upgrade that moves one fails here, by name, not in the middle of someone's run."""
+
+import lightning as L
+import pytest
+from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.strategies import DDPStrategy
+
+from aigc import lightning_internals
+
+
+def test_the_mlflow_logger_has_what_our_logger_extends(tmp_path):
+    logger = MLFlowLogger(experiment_name="x", tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    missing = [name for name in lightning_internals.MLFLOW_LOGGER if not hasattr(logger, name)]
+    assert missing == [], f"Lightning's MLFlowLogger no longer has {missing}: update aigc/tracking/logger.py"
+
+
+def test_the_ddp_strategy_has_what_ours_hooks_into():
+    strategy = DDPStrategy(process_group_backend="gloo")
+    missing = [name for name in lightning_internals.DDP_STRATEGY if not hasattr(strategy, name)]
+    assert missing == [], f"Lightning's DDPStrategy no longer has {missing}: update aigc/distributed.py"
+
+
+@pytest.mark.parametrize("steps", [0, 3])
+def test_the_step_axis_counts_optimizer_steps(steps):
+    import torch
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(1, 1)
+
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    trainer = L.Trainer(
+        max_steps=steps or 1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    assert lightning_internals.batches_that_stepped(trainer) == 0
+    if steps:
+        trainer.fit(Tiny(), torch.utils.data.DataLoader(torch.ones(8, 1), batch_size=1))
+        assert lightning_internals.batches_that_stepped(trainer) == steps
