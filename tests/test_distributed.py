@@ -61,6 +61,11 @@ def test_sweep_of_language_models_on_two_cpu_processes_is_one_folder_and_one_run
     ]
     assert all(c.info.status == "FINISHED" and "val/loss" in c.data.metrics for c in children)
     assert sorted(p.name for p in output_folders(tmp_path)) == ["0", "1"]
+    # the sweep's own config holds only the default model's objective; the jobs' agreed one decides
+    (parent,) = parents
+    best = min(children, key=lambda c: c.data.metrics["val/loss"])
+    assert parent.data.tags["aigc.sweep.objective"] == "min val/loss"
+    assert parent.data.tags["aigc.sweep.best_run_id"] == best.info.run_id
 
 
 def test_two_torchrun_nodes_train_one_run(tmp_path: Path):

@@ -40,7 +40,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from aigc import tags
 from aigc.tracking.logger import UninterruptedClient
-from aigc.tracking.record import flatten, objective_tag, recorded, typed_overrides
+from aigc.tracking.record import flatten, objective_tag, read_objective, recorded, typed_overrides
 from aigc.tracking.signals import interrupted_by, raise_on_signals, restore_signals
 from aigc.tracking.store import TrackingUnreachable, experiment_id, open_store, reachable_store
 
@@ -62,7 +62,7 @@ class SweepRun(Callback):
         try:
             self.tracking_uri = mlflow_cfg.tracking_uri
             self.experiment_name = experiment_of_sweep(config)
-            self.objective = OmegaConf.to_container(config.objective, resolve=True)
+            self.objective = objective_of_sweep(config)
             self.study_name = OmegaConf.select(config, "hydra.sweeper.study_name")
             self.sweep_dir = str(Path(config.hydra.sweep.dir).resolve())
             self._client = UninterruptedClient(open_store(self.tracking_uri, must_exist=False))
@@ -117,7 +117,7 @@ class SweepRun(Callback):
                     tags.SWEEP_ID: self._sweep_id,
                     tags.SWEEP_ROLE: "parent",
                     tags.SWEEP_DIR: self.sweep_dir,
-                    tags.SWEEP_OBJECTIVE: objective_tag(self.objective),
+                    tags.SWEEP_OBJECTIVE: objective_tag(self.objective) if self.objective else "(the jobs')",
                     tags.SWEEP_OVERRIDES: " ".join(sweep["overrides"]),
                 },
             ).info.run_id
@@ -145,9 +145,13 @@ class SweepRun(Callback):
         for child in children:  # jobs of this sweep that a signal or a crash left RUNNING
             if child.info.status == "RUNNING" and child.data.tags.get(tags.SWEEP_DIR) == self.sweep_dir:
                 client.set_terminated(child.info.run_id, status if status != "FINISHED" else "FAILED")
-        metric = self.objective["metric"]
         finished = [run for run in children if run.info.status == "FINISHED"]
-        best = best_run(finished, metric, self.objective["mode"])
+        # the objective the jobs recorded: a sweep over models has only the default model's in its own config
+        objectives = {read_objective(run.data.tags.get(tags.OBJECTIVE)) for run in finished} - {None}
+        metric, mode = next(iter(objectives)) if len(objectives) == 1 else (None, None)
+        if metric:
+            client.set_tag(run_id, tags.SWEEP_OBJECTIVE, f"{mode} {metric}")
+        best = best_run(finished, metric, mode) if metric else None
         if best is not None:
             client.set_tag(run_id, tags.BEST_RUN_ID, best.info.run_id)
             client.set_tag(run_id, tags.BEST_RUN_NAME, best.info.run_name)
@@ -158,6 +162,16 @@ class SweepRun(Callback):
             )
         client.set_terminated(run_id, status)
         print(f"MLflow sweep run {run_id} ended {status} with {len(children)} child runs")
+
+
+def objective_of_sweep(config: DictConfig) -> dict | None:
+    """The sweep's ``objective``, or None when it depends on a swept choice (``-m model=gan,lstm``:
+    the sweep's own config has only the swept group's default, whose objective may not even
+    resolve with the sweep's data); the jobs' recorded objectives are used then."""
+    try:
+        return OmegaConf.to_container(config.objective, resolve=True)
+    except Exception:
+        return None
 
 
 def best_run(runs: list[Run], metric: str, mode: str) -> Run | None:
