@@ -16,20 +16,20 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from aigc.console import entry_point, one_line_errors
-from aigc.tracking import comparison
-from aigc.tracking.liveness import reap
-from aigc.tracking.store import open_store
+from aigc.tracking import reports
+from aigc.tracking.store.client import open_store
+from aigc.tracking.store.liveness import reap
 
 
-def compare(cfg: DictConfig) -> comparison.Comparison:
+def compare(cfg: DictConfig) -> reports.Comparison:
     client = open_store(cfg.tracking_uri)
     for run in reap(client):  # runs whose process died without a word are not "running"
         print(
             f"Run {run.info.run_id} ({run.info.run_name}) had no heartbeat for 5 minutes: marked FAILED, aigc.end=lost"
         )
-    found = comparison.select(client, cfg.experiment_name, cfg.run_id, cfg.metric, cfg.mode)
-    rows = comparison.table(found, client)
-    print(comparison.format_table(rows))
+    found = reports.select(client, cfg.experiment_name, cfg.run_id, cfg.metric, cfg.mode)
+    rows = reports.table(found, client)
+    print(reports.format_table(rows))
     best = found.best
     if best is None:
         print(f"\nNo run has a finite {found.metric}.")
@@ -43,8 +43,8 @@ def compare(cfg: DictConfig) -> comparison.Comparison:
         writer.writerows(rows)
     files = [
         out / "runs.csv",
-        comparison.plot_curves(found, client, list(cfg.curves) or [found.metric], out / "curves.png"),
-        comparison.plot_params(found, out / "params.png"),
+        reports.plot_curves(found, client, list(cfg.curves) or [found.metric], out / "curves.png"),
+        reports.plot_params(found, out / "params.png"),
     ]
     print(f"Wrote {', '.join(f.name for f in files)} to {out}")
     if found.parent is not None:

@@ -5,7 +5,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from aigc.tracking.signals import RunInterrupted
+from aigc.tracking.run.signals import RunInterrupted
 
 # lines of Hydra's error reports that say nothing about this error
 _HYDRA_NOISE = ("Config search path", "Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_type=")

@@ -20,8 +20,8 @@ from aigc.callbacks import ConfigSnapshot
 from aigc.console import entry_point, one_line_errors
 from aigc.stored import instantiate_stored, read_checkpoint
 from aigc.tracking import MLflowLogger
-from aigc.tracking.checkpoints import checkpoint_of_run
-from aigc.tracking.store import open_store, stored_run
+from aigc.tracking.store.checkpoints import checkpoint_of_run
+from aigc.tracking.store.client import open_store, stored_run
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -53,6 +53,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
                 experiment_name=run_cfg.logger.mlflow.experiment_name,
                 run_id=run_id,
                 log_model=False,
+                pyfunc=False,
             )
         model = instantiate_stored(run_cfg.model, f"{ckpt_path}: model", _convert_="all")
         datamodule = instantiate_stored(run_cfg.data, f"{ckpt_path}: data", _convert_="all")

@@ -4,7 +4,7 @@ quietly. ``pyproject.toml`` pins Lightning to the range these were checked on.
 
 - ``batches_that_stepped``: the step Lightning gives the metrics it logs (the metric step
   that sample grids and text reports line up with);
-- ``MLFLOW_LOGGER``: what ``aigc.tracking.logger.MLflowLogger`` reads and sets in Lightning's
+- ``MLFLOW_LOGGER``: what ``aigc.tracking.run.logger.MLflowLogger`` reads and sets in Lightning's
   ``MLFlowLogger`` it extends (the run, the experiment, the checkpoints it logs at the end);
 - ``DDP_STRATEGY``: what ``aigc.distributed.DDPStrategy`` hooks into (the DDP wrapper's
   arguments, built in ``_setup_model``).

@@ -26,9 +26,10 @@ from aigc.callbacks import ConfigSnapshot
 from aigc.callbacks.random_state import RandomState
 from aigc.capabilities import MissingCapability
 from aigc.console import entry_point, one_line
+from aigc.stored import read_checkpoint
 from aigc.tracking import MLflowLogger, RunInterrupted, record_run, tracked_run
-from aigc.tracking.record import recorded_config, typed_overrides
-from aigc.tracking.resume import resume_point
+from aigc.tracking.run.record import recorded_config, typed_overrides
+from aigc.tracking.run.resume import resume_point
 from aigc.validation import ConfigError, check_trainable, validate, within_memory
 
 CODE_DIR = Path(__file__).resolve().parents[1]
@@ -103,10 +104,25 @@ def train(cfg: DictConfig) -> float | None:
             record_run(tracker, job.config, overrides, source, CODE_DIR, job.datamodule.state_dict())
             print(f"MLflow run {tracker.run_id} started in experiment '{tracker.experiment_name}'")
         job.trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=ckpt_path)
+        if tracker is not None and tracker.pyfunc and rank_zero_only.rank == 0:
+            tracker.log_run_model(*weights_to_serve(job), step=job.trainer.global_step)
+            if cfg.get("register") and hydra_cfg.mode != RunMode.MULTIRUN:  # a sweep registers its best job
+                tracker.register_run_model(cfg.register, cfg.register_alias)
     if tracker is not None:
         _print_where(tracker)
     objective = job.trainer.callback_metrics.get(cfg.objective.metric)
     return None if objective is None else float(objective)
+
+
+def weights_to_serve(job: Job) -> tuple[dict, str]:
+    """The best checkpoint (the last when nothing is scored), or the weights in memory when the
+    run saves no checkpoints: (checkpoint, where it comes from)."""
+    callback = job.trainer.checkpoint_callback
+    path = callback and (callback.best_model_path or callback.last_model_path)
+    if path:
+        return read_checkpoint(path), path
+    state = {"state_dict": job.model.state_dict(), ConfigSnapshot.key: job.config}
+    return state | {type(job.datamodule).__qualname__: job.datamodule.state_dict()}, "the final weights"
 
 
 def claim_checkpoint_folder(trainer: L.Trainer) -> Path | None:

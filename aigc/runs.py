@@ -14,8 +14,8 @@ import os
 import sys
 
 from aigc.console import one_line_errors
-from aigc.tracking.liveness import DEFAULT_AFTER_S, reap
-from aigc.tracking.store import open_store
+from aigc.tracking.store.client import open_store
+from aigc.tracking.store.liveness import DEFAULT_AFTER_S, reap
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,51 +1,78 @@
-"""Continue a prompt with a trained language model.
+"""Sample any trained model: a PNG grid from an image model, text from a language model.
 
-python -m aigc.sample run_id=<id> prompt="ROMEO:"
+python -m aigc.sample run_id=<id>                        # the run's MLflow model
+python -m aigc.sample model_uri=models:/mnist-gan@champion num_samples=64 seed=0 out=samples.png
 python -m aigc.sample ckpt_path=logs/train/runs/<time>/checkpoints/last.ckpt prompt="def " temperature=0
+
+The model is read from its weights alone (``aigc.generator``): none of a model folder's code runs.
 """
 
+import os
 import tempfile
+from pathlib import Path
 
 import hydra
+import torch
 from omegaconf import DictConfig
+from torchvision.utils import save_image
 
-from aigc.callbacks import ConfigSnapshot
 from aigc.console import entry_point, one_line_errors
-from aigc.data.text import TextDataModule
-from aigc.data.tokenizers import load_tokenizer
-from aigc.stored import instantiate_stored, read_checkpoint
-from aigc.tracking.checkpoints import checkpoint_of_run
-from aigc.tracking.store import open_store
+from aigc.generator import Generator
+from aigc.tracking.store.checkpoints import checkpoint_of_run
+from aigc.tracking.store.client import open_store
+from aigc.tracking.store.models import download_weights, logged_model, model_of_run
+
+# what only one kind of model takes (null when not given): the other kind refuses it
+IMAGE_OPTIONS = ("num_samples", "out")
+TEXT_OPTIONS = ("prompt",)
 
 
-def load_language_model(ckpt_path: str):
-    """(model, tokenizer) from a checkpoint alone: it carries the config and the fitted tokenizer."""
-    checkpoint = read_checkpoint(ckpt_path)
-    data_state = checkpoint.get(TextDataModule.__qualname__, {})
-    if "tokenizer" not in data_state:
-        raise ValueError(f"{ckpt_path} is not a language model's checkpoint (it holds no tokenizer)")
-    tokenizer = load_tokenizer(data_state["tokenizer"])
-    model = instantiate_stored(checkpoint[ConfigSnapshot.key]["model"], f"{ckpt_path}: model", _convert_="all")
-    model.build(tokenizer.vocab_size)
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval(), tokenizer
+def load_generator(cfg: DictConfig, folder: str) -> Generator:
+    """The model that ``run_id``, ``model_uri`` or ``ckpt_path`` names (exactly one of them)."""
+    given = [key for key in ("run_id", "model_uri", "ckpt_path") if cfg.get(key)]
+    if len(given) != 1:
+        raise ValueError(
+            "say which model to sample, once: run_id=<mlflow run id>, model_uri=<runs:/ or models:/ URI> "
+            f"or ckpt_path=<checkpoint file> (given: {', '.join(given) or 'none'})"
+        )
+    if cfg.ckpt_path:
+        return Generator.from_file(cfg.ckpt_path)
+    client = open_store(cfg.tracking_uri)
+    if cfg.model_uri:
+        model, source = logged_model(client, cfg.model_uri), cfg.model_uri
+    elif cfg.checkpoint == "model":
+        model, source = model_of_run(client, cfg.run_id), f"runs:/{cfg.run_id}/model"
+    else:
+        path = checkpoint_of_run(client, cfg.run_id, cfg.checkpoint, folder)
+        return Generator.from_file(path, f"the {cfg.checkpoint} checkpoint of run {cfg.run_id}")
+    return Generator.from_file(download_weights(model, folder, cfg.tracking_uri), source)
 
 
 def sample(cfg: DictConfig) -> str:
-    if not (cfg.run_id or cfg.ckpt_path):
-        raise ValueError("say which model to sample: run_id=<mlflow run id> or ckpt_path=<checkpoint file>")
+    """Text, or the path of the PNG grid written."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small file: no progress bars
     with tempfile.TemporaryDirectory() as folder:
-        path = cfg.ckpt_path or checkpoint_of_run(open_store(cfg.tracking_uri), cfg.run_id, cfg.checkpoint, folder)
-        model, tokenizer = load_language_model(path)
-    new_ids = model.generate(
-        tokenizer.encode(cfg.prompt),
-        max_new_tokens=cfg.max_new_tokens,
-        temperature=cfg.temperature,
-        top_k=cfg.top_k,
-        top_p=cfg.top_p,
-        seed=cfg.seed,
-    )
-    return cfg.prompt + tokenizer.decode(new_ids)
+        generator = load_generator(cfg, folder)
+    wrong = [key for key in (TEXT_OPTIONS if generator.kind == "images" else IMAGE_OPTIONS) if cfg.get(key) is not None]
+    if wrong:
+        raise ValueError(
+            f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not for {generator.source}, which generates "
+            f"{generator.kind}: it takes {'num_samples, out and seed' if generator.kind == 'images' else 'a prompt'}"
+        )
+    if generator.kind == "text":
+        return generator.text(
+            "\n" if cfg.prompt is None else cfg.prompt,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_k=cfg.top_k,
+            top_p=cfg.top_p,
+            seed=cfg.seed,
+        )
+    images = torch.from_numpy(generator.images(cfg.num_samples or 64, seed=cfg.seed)).permute(0, 3, 1, 2)
+    out = Path(cfg.out or "samples.png").resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_image(images.float() / 255, out, nrow=max(1, round(len(images) ** 0.5)))
+    return f"Wrote {len(images)} samples (seed {cfg.seed}) to {out}"
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="sample")

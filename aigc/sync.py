@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from aigc.console import one_line_errors
-from aigc.tracking.spool import SPOOL_FOLDER, Spool, replay
-from aigc.tracking.store import open_store, stored_run
+from aigc.tracking.store.client import open_store, stored_run
+from aigc.tracking.store.spool import SPOOL_FOLDER, Spool, replay
 
 
 def sync(folder: Path, tracking_uri: str | None = None) -> int:

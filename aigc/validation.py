@@ -73,6 +73,18 @@ def validate(cfg: DictConfig) -> None:
     for path, node, raw_node in _instantiated(config, raw):
         _check_arguments(path, node, raw_node)
     _check_devices(config.get("trainer") or {})
+    _check_registration(config)
+
+
+def _check_registration(config: dict) -> None:
+    """``register=<name>`` needs the run's MLflow model."""
+    if not config.get("register"):
+        return
+    if not isinstance(config["register"], str) or not re.fullmatch(r"[\w.\- ]+", config["register"]):
+        raise ConfigError(f"register={config['register']!r}: a registered model's name is letters, digits, '_.- '")
+    mlflow = (config.get("logger") or {}).get("mlflow")
+    if not mlflow or not mlflow.get("pyfunc", True):
+        raise ConfigError("register= needs the run's MLflow model: keep logger=mlflow and logger.mlflow.pyfunc=true")
 
 
 def _resolved(cfg: DictConfig, key: str) -> Any:

@@ -79,7 +79,15 @@ def start_aigc(cwd: Path, *overrides: str, module: str = "aigc.run") -> subproce
 
 
 # A sweep of two short VAE runs, for the tests of sweeps, the compare report and the MLflow UI.
-VAE_SWEEP = ("-m", "model=vae", "model.beta=0.5,4", "debug=fast", "trainer.max_epochs=1", "data.download=false")
+VAE_SWEEP = (
+    "-m",
+    "model=vae",
+    "model.beta=0.5,4",
+    "debug=fast",
+    "trainer.max_epochs=1",
+    "data.download=false",
+    "register=vae-of-a-sweep",
+)
 
 
 @pytest.fixture(scope="session")

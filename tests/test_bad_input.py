@@ -170,6 +170,9 @@ def test_every_override_set_is_accepted_and_builds_or_is_refused_in_one_line(tmp
         (["trainer.max_epochs=0"], "trainer.max_epochs=0: should be at least 1 (or -1: no limit); 0 trains nothing"),
         (["+model.foo=1"], "model.foo: GAN takes no argument 'foo'"),
         (["model.loss._target_=nope.Nope"], "model.loss._target_='nope.Nope': no such class"),
+        (["register=a/b"], "register='a/b': a registered model's name is letters, digits"),
+        (["register=best", "logger.mlflow.pyfunc=false"], "register= needs the run's MLflow model"),
+        (["register=best", "logger=none"], "register= needs the run's MLflow model"),
     ],
 )
 def test_known_bad_override_sets_are_refused_with_what_fits(tmp_path, overrides, message):

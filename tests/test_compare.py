@@ -6,7 +6,8 @@ import pytest
 
 from tests.conftest import client_for, run_aigc
 
-pytestmark = pytest.mark.slow
+# the tests on the session's VAE sweep share one worker, so it runs once (--dist loadgroup)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("vae_sweep")]
 
 
 def sweep_runs(folder: Path):

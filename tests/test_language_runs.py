@@ -52,12 +52,3 @@ def test_language_model_run_logs_text_metrics_and_samples_from_the_store(tmp_pat
     )
     assert sampled.returncode == 0, sampled.stderr[-2000:]
     assert sampled.stdout.startswith("The") and len(sampled.stdout.strip()) > len("The")
-
-
-def test_sampling_an_image_model_says_so(tmp_path: Path):
-    trained = run_aigc(tmp_path, "model=gan", "debug=fast", "data.download=false", "metrics.inception=false")
-    assert trained.returncode == 0, trained.stderr[-2000:]
-    run_id = only_run(client_for(tmp_path)).info.run_id
-    sampled = run_aigc(tmp_path, f"run_id={run_id}", module="aigc.sample")
-    assert sampled.returncode == 1
-    assert "is not a language model's checkpoint" in sampled.stderr

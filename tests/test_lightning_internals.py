@@ -12,7 +12,7 @@ from aigc import lightning_internals
 def test_the_mlflow_logger_has_what_our_logger_extends(tmp_path):
     logger = MLFlowLogger(experiment_name="x", tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     missing = [name for name in lightning_internals.MLFLOW_LOGGER if not hasattr(logger, name)]
-    assert missing == [], f"Lightning's MLFlowLogger no longer has {missing}: update aigc/tracking/logger.py"
+    assert missing == [], f"Lightning's MLFlowLogger no longer has {missing}: update aigc/tracking/run/logger.py"
 
 
 def test_the_ddp_strategy_has_what_ours_hooks_into():

@@ -1,5 +1,5 @@
-"""The MLflow UI, in a real headless Chromium: a sweep's runs are there, and their comparison view
-shows the metric values the runs logged.
+"""The MLflow UI, in a real headless Chromium: a sweep's runs are there with their MLflow models,
+and their comparison view shows the metric values the runs logged.
 
 Needs Debian's chromium (/usr/bin/chromium; `.ci/run` installs it) and the playwright package
 (never `playwright install`: it would download a browser). Without chromium the test is skipped,
@@ -14,7 +14,8 @@ import pytest
 
 from tests.conftest import MlflowServer, client_for
 
-pytestmark = pytest.mark.slow
+# the tests on the session's VAE sweep share one worker, so it runs once (--dist loadgroup)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("vae_sweep")]
 CHROMIUM = Path("/usr/bin/chromium")
 # quiet and offline: without these Chromium keeps trying to reach Google's hosts
 CHROMIUM_ARGS = [
@@ -60,6 +61,9 @@ def test_mlflow_ui_compares_two_runs_of_a_sweep(vae_sweep: Path, mlflow_server: 
             page.get_by_text(parent.info.run_name).wait_for()
             # expand it, select its two child runs, and open their comparison
             page.get_by_role("row").filter(has_text=parent.info.run_name).get_by_role("button").first.click()
+            # each job's MLflow model is in the runs table's Models column (the parent has none)
+            models = page.locator("[role=gridcell][col-id='attributes.`Models`']")
+            expect(models.filter(has_text="model")).to_have_count(len(children))
             for child in children:
                 row = page.get_by_role("row").filter(has_text=child.info.run_name).first
                 row.locator("input.ag-checkbox-input").check()

@@ -210,7 +210,7 @@ def test_a_checkpoint_whose_config_names_code_is_refused_and_runs_nothing(tmp_pa
         "pickle.loads",
         "subprocess.Popen",
         "io.BytesIO",
-        "aigc.tracking.record.subprocess.Popen",
+        "aigc.tracking.run.record.subprocess.Popen",
         "aigc.stored.instantiate",
         "torch.optim.torch.load",
         "torch.nn.modules.module.Module.__init__",

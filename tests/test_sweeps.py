@@ -55,6 +55,7 @@ def test_search_space_reads_hydra_sweep_syntax():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("vae_sweep")
 def test_basic_sweep_is_one_parent_run_with_a_child_per_job(vae_sweep: Path):
     client = client_for(vae_sweep)
     (parent,), children = parents_and_children(client)
@@ -69,6 +70,9 @@ def test_basic_sweep_is_one_parent_run_with_a_child_per_job(vae_sweep: Path):
     best = max(children, key=lambda c: c.data.metrics["val/elbo"])
     assert parent.data.tags["aigc.sweep.best_run_id"] == best.info.run_id
     assert parent.data.metrics["best/val/elbo"] == best.data.metrics["val/elbo"]
+    # register=<name>: the best job's MLflow model, and only it, is registered, the alias on it
+    assert client.get_model_version_by_alias("vae-of-a-sweep", "champion").run_id == best.info.run_id
+    assert len(client.search_model_versions("name = 'vae-of-a-sweep'")) == 1
     assert parent.data.params["sweeper._target_"].endswith("BasicSweeper")
     assert any(a.path.startswith("sweep") for a in client.list_artifacts(parent.info.run_id))
 

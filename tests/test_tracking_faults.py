@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from mlflow.entities import RunTag
 
 from aigc.tags import HEARTBEAT as HEARTBEAT_TAG
-from aigc.tracking.liveness import lost, reap
+from aigc.tracking.store.liveness import lost, reap
 from tests.conftest import MlflowServer, all_runs, client_for, free_port, only_run, run_aigc, user_env
 
 pytestmark = pytest.mark.slow
@@ -229,7 +229,7 @@ def test_a_spool_replays_each_write_once_with_its_files_and_names(tmp_path: Path
     """In-process: a run's writes spooled (its server is gone), then replayed twice into a store."""
     from mlflow.entities import Metric
 
-    from aigc.tracking.spool import Spool, SpoolingClient, replay
+    from aigc.tracking.store.spool import Spool, SpoolingClient, replay
 
     client = client_for(tmp_path)
     run_id = client.create_run(client.create_experiment("spooled")).info.run_id
@@ -259,7 +259,7 @@ def test_a_spool_replays_each_write_once_with_its_files_and_names(tmp_path: Path
 def test_a_planted_spool_can_not_upload_files_from_elsewhere_or_call_other_methods(tmp_path: Path):
     import json
 
-    from aigc.tracking.spool import FORMAT, Spool, replay
+    from aigc.tracking.store.spool import FORMAT, Spool, replay
 
     client = client_for(tmp_path)
     run_id = client.create_run(client.create_experiment("planted")).info.run_id

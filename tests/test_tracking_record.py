@@ -3,7 +3,7 @@
 from mlflow import MlflowClient
 from mlflow.entities import Param
 
-from aigc.tracking.record import MAX_PARAM_CHARS, flatten
+from aigc.tracking.run.record import MAX_PARAM_CHARS, flatten
 
 
 def test_flatten_nests_with_dots_and_keeps_lists_whole():

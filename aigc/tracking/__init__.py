@@ -5,22 +5,24 @@ Lightning's ``self.log`` and callbacks through the logger's duck-typed
 ``log_image`` (the same signature as Lightning's ``WandbLogger.log_image``).
 Tag names are in ``aigc.tags``.
 
-In layers, each importing only from those below it (no cycle):
+In three layers, each importing only from those below it (``tests/test_layers.py`` keeps it so):
 
-- reports: ``comparison`` (the compare report), ``sweep`` (a sweep's parent run);
-- the run: ``lifecycle`` (how it ends), ``record`` (what it records), ``resume``,
-  ``checkpoints``; ``logger`` (Lightning's logger, extended), ``spool`` (writes that never
-  hold up training), ``signals`` (Ctrl-C never inside a write);
-- the store: ``store`` (the one way to open one: ``open_store``), ``liveness`` (heartbeats, reaping).
+- ``reports`` (the compare report: tables and plots over finished runs);
+- ``run/``: a run while it trains: ``logger`` (Lightning's logger, extended), ``record`` (what it
+  records), ``model`` (its MLflow model), ``lifecycle`` (how it ends), ``resume``, ``signals``
+  (Ctrl-C never inside a write), ``sweep`` (a sweep's parent run);
+- ``store/``: ``client`` (the one way to open a store: ``open_store``), ``spool`` (writes that
+  never hold up training), ``liveness`` (heartbeats, reaping), ``checkpoints`` (a run's
+  checkpoint artifacts), ``models`` (runs' MLflow models: model URIs, the registry).
 """
 
 import logging
 
-from aigc.tracking.lifecycle import tracked_run
-from aigc.tracking.logger import MLflowLogger
-from aigc.tracking.record import record_run
-from aigc.tracking.signals import RunInterrupted
-from aigc.tracking.store import TrackingUnreachable
+from aigc.tracking.run.lifecycle import tracked_run
+from aigc.tracking.run.logger import MLflowLogger
+from aigc.tracking.run.record import record_run
+from aigc.tracking.run.signals import RunInterrupted
+from aigc.tracking.store.client import TrackingUnreachable
 
 # Creating a new SQLite store runs alembic migrations, which log a page of INFO lines.
 logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -15,9 +15,11 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from aigc import tags
 from aigc.constraints import PositiveFloat
-from aigc.tracking.signals import uninterrupted
-from aigc.tracking.spool import SpoolingClient
-from aigc.tracking.store import default_artifact_location, experiment_id, open_store, reachable_store
+from aigc.tracking.run.model import log_run_model
+from aigc.tracking.run.signals import uninterrupted
+from aigc.tracking.store.client import default_artifact_location, experiment_id, open_store, reachable_store
+from aigc.tracking.store.models import register
+from aigc.tracking.store.spool import SpoolingClient
 
 
 class MLflowLogger(MLFlowLogger):
@@ -26,10 +28,13 @@ class MLflowLogger(MLFlowLogger):
     one tree. An empty ``run_name`` leaves the naming to MLflow. ``continue_run`` (resume) logs
     into an existing run instead of creating one.
 
-    With a ``spool_dir``, writes never hold up training (``aigc.tracking.spool``): they are sent
+    With a ``spool_dir``, writes never hold up training (``aigc.tracking.store.spool``): they are sent
     by a background thread, spooled there when the store fails, and the run's heartbeat tag is
     refreshed every ``heartbeat_s`` seconds. MLflow's own HTTP retries (minutes when a server is
-    gone) are cut to a short timeout; the spool takes their place."""
+    gone) are cut to a short timeout; the spool takes their place.
+
+    ``pyfunc``: when training ends, the run's best (else last) weights are logged as its MLflow
+    model (``log_run_model``); Lightning's ``log_model`` is about the checkpoint artifacts."""
 
     def __init__(
         self,
@@ -40,6 +45,7 @@ class MLflowLogger(MLFlowLogger):
         run_name: str | None = None,
         spool_dir: str | None = None,
         heartbeat_s: PositiveFloat = 30.0,
+        pyfunc: bool = True,
         **kwargs,
     ):
         if spool_dir is not None:
@@ -57,6 +63,7 @@ class MLflowLogger(MLFlowLogger):
         # every call Lightning and this class make to the store completes before Ctrl-C acts
         self._mlflow_client = UninterruptedClient(self._writes or client)
         self._parent_run_id = parent_run_id
+        self.pyfunc = pyfunc
         self._continuing = False
         # continuing a run: per metric, the last step it already has (points up to it are not logged again)
         self._logged_until: dict[str, int] = {}
@@ -151,6 +158,28 @@ class MLflowLogger(MLFlowLogger):
                 lambda: self._scan_and_log_checkpoints(self._checkpoint_callback), "the checkpoint artifacts"
             )
         self.flush_writes()
+
+    @rank_zero_only
+    def log_run_model(self, checkpoint: dict, source: str, step: int = 0) -> None:
+        """The run's MLflow model (``aigc.tracking.run.model``), when ``pyfunc`` is on; a store
+        that fails leaves the run as it is, with a line saying so."""
+        if not self.pyfunc or self.run_id is None:
+            return
+        if self._writes is not None and self._writes.degraded:
+            print(
+                "Warning: the tracking store is down, so the run's MLflow model was not logged; "
+                f"sample from its checkpoints: python -m aigc.sample ckpt_path={source}",
+                file=sys.stderr,
+            )
+            return
+        optional_write(
+            lambda: log_run_model(self._mlflow_client, self.run_id, checkpoint, source, step), "the run's MLflow model"
+        )
+
+    @rank_zero_only
+    def register_run_model(self, name: str, alias: str | None) -> None:
+        """A new version of the registered model ``name`` from the run's model; a failure is one line."""
+        optional_write(lambda: register(self._mlflow_client, self.run_id, name, alias), f"model registration ({name})")
 
     def flush_writes(self, timeout_s: float = 30.0, close: bool = False) -> int:
         """Send the queued writes (spooling what the store does not take within ``timeout_s``);

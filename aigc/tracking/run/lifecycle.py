@@ -4,8 +4,8 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from aigc.tracking.logger import MLflowLogger, optional_write
-from aigc.tracking.signals import RunInterrupted, raise_on_signals, restore_signals
+from aigc.tracking.run.logger import MLflowLogger, optional_write
+from aigc.tracking.run.signals import RunInterrupted, raise_on_signals, restore_signals
 
 
 @contextmanager

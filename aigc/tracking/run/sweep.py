@@ -7,9 +7,11 @@ race to create them) and hands the parent's id to the jobs through the
 environment (``AIGC_SWEEP_PARENT_RUN_ID``, which ``logger.mlflow.parent_run_id``
 reads). Each job's ``MLflowLogger`` then files its run under the parent.
 
-When the sweep ends, the parent records the best job by ``objective`` and
-ends FINISHED; a sweep that stops on an exception ends FAILED, one stopped by
-SIGINT/SIGTERM KILLED, and so do its own children still RUNNING.
+When the sweep ends, the parent records the best job by the objective its jobs
+recorded (with ``register=<name>``, that job's MLflow model becomes a new version of the
+registered model ``name``, ``register_alias`` pointing at it) and ends FINISHED; a sweep
+that stops on an exception ends FAILED, one stopped by SIGINT/SIGTERM KILLED, and so do
+its own children still RUNNING.
 
 Run the same sweep command again after an interrupt or a crash, and it goes on in
 the same parent run: an Optuna sweep (known by ``hydra.sweeper.study_name``) continues
@@ -18,8 +20,8 @@ line) continues if it didn't finish, and its jobs that finished are not run agai
 (``MLflowLogger.finished_twin``). A grid that finished runs anew, in a new parent.
 
 What it reads from the sweep's config: ``logger.mlflow`` (store and experiment; no
-``logger.mlflow``, no tracking), ``objective`` (``{metric, mode}``) and
-``hydra.sweeper.study_name``.
+``logger.mlflow``, no tracking), ``objective`` (``{metric, mode}``), ``register``,
+``register_alias`` and ``hydra.sweeper.study_name``.
 """
 
 import atexit
@@ -39,10 +41,11 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from aigc import tags
-from aigc.tracking.logger import UninterruptedClient
-from aigc.tracking.record import flatten, objective_tag, read_objective, recorded, typed_overrides
-from aigc.tracking.signals import interrupted_by, raise_on_signals, restore_signals
-from aigc.tracking.store import TrackingUnreachable, experiment_id, open_store, reachable_store
+from aigc.tracking.run.logger import UninterruptedClient, optional_write
+from aigc.tracking.run.record import flatten, objective_tag, read_objective, recorded, typed_overrides
+from aigc.tracking.run.signals import interrupted_by, raise_on_signals, restore_signals
+from aigc.tracking.store.client import TrackingUnreachable, experiment_id, open_store, reachable_store
+from aigc.tracking.store.models import register
 
 PARENT_RUN_ENV = "AIGC_SWEEP_PARENT_RUN_ID"
 
@@ -64,6 +67,7 @@ class SweepRun(Callback):
             self.experiment_name = experiment_of_sweep(config)
             self.objective = objective_of_sweep(config)
             self.study_name = OmegaConf.select(config, "hydra.sweeper.study_name")
+            self.register = OmegaConf.select(config, "register"), OmegaConf.select(config, "register_alias")
             self.sweep_dir = str(Path(config.hydra.sweep.dir).resolve())
             self._client = UninterruptedClient(open_store(self.tracking_uri, must_exist=False))
             with reachable_store(self.tracking_uri):
@@ -160,6 +164,9 @@ class SweepRun(Callback):
                 f"Best job of sweep {self._sweep_id}: {best.info.run_name} ({best.info.run_id}), "
                 f"{metric}={best.data.metrics[metric]:.6g}"
             )
+            name, alias = self.register
+            if name:
+                optional_write(lambda: register(client, best.info.run_id, name, alias), f"model registration ({name})")
         client.set_terminated(run_id, status)
         print(f"MLflow sweep run {run_id} ended {status} with {len(children)} child runs")
 

@@ -2,7 +2,7 @@
 
 from mlflow import MlflowClient
 
-from aigc.tracking.store import stored_run
+from aigc.tracking.store.client import stored_run
 
 
 def checkpoint_of_run(client: MlflowClient, run_id: str, which: str, folder: str) -> str:

@@ -16,8 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from aigc import tags
 from aigc.stored import CONFIG_KEY, RUN_KEY, NotACheckpoint, read_checkpoint
-from aigc.tracking.checkpoints import checkpoint_of_run
-from aigc.tracking.store import open_store, stored_run
+from aigc.tracking.store.checkpoints import checkpoint_of_run
+from aigc.tracking.store.client import open_store, stored_run
 
 
 def checkpoint_to_resume(client: MlflowClient, run: Run, download_to: Path) -> tuple[str, dict]:

@@ -17,8 +17,8 @@ from mlflow.entities import Run
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from aigc import tags
-from aigc.tracking.record import read_objective
-from aigc.tracking.sweep import best_run
+from aigc.tracking.run.record import read_objective
+from aigc.tracking.run.sweep import best_run
 
 # params that differ between runs without being choices of the experimenter
 INCIDENTAL_PARAMS = ("paths.", "logger.", "hydra.", "trainer.default_root_dir", "callbacks.model_checkpoint.dirpath")

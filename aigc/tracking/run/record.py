@@ -20,7 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 from aigc import tags
 from aigc.data.source import DataSource
 from aigc.resolvers import unescape_interpolations
-from aigc.tracking.logger import MLflowLogger
+from aigc.tracking.run.logger import MLflowLogger
 
 MAX_PARAM_CHARS = 500  # MLflow takes 6,000; longer values are unreadable in the UI anyway
 PACKAGES = ("aigc", "torch", "torchvision", "lightning", "hydra-core", "mlflow", "torchmetrics", "torch-fidelity")

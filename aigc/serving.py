@@ -1,0 +1,104 @@
+"""A run's model as an MLflow pyfunc model: what ``mlflow.pyfunc.load_model`` and
+``mlflow models serve`` load.
+
+The model folder holds ``artifacts/weights.pt`` (``aigc.generator.slim``: weights, config,
+tokenizer) and a signature with an input example. Rows say what to generate, params how
+(MLflow's inference params: one value per request, with defaults):
+
+- image models: rows of ``num_samples``; params ``seed`` -> uint8 images (N, H, W, C), every
+  row's images one after the other;
+- language models: rows of ``prompt``; params ``max_new_tokens``, ``temperature``, ``top_k``,
+  ``top_p``, ``seed`` -> one text (the prompt and its continuation) per row.
+
+Row ``i`` is generated with seed ``seed + i``: the same request gives the same output.
+
+Loading needs only the installed ``aigc`` package: the model is saved as code
+(``aigc/pyfunc_model.py``, nothing pickled) and its weights are read as tensors only.
+``aigc.sample`` runs none of the model folder's code: it reads ``weights.pt`` itself.
+"""
+
+import importlib.metadata
+import tempfile
+from pathlib import Path
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.models import ModelSignature
+from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
+
+from aigc.generator import Generator, slim
+
+WEIGHTS = "weights"  # the artifact's name; its file is artifacts/weights.pt in the model folder
+MAX_IMAGES = 1024  # per request row: a server answers in seconds, not in out-of-memory
+
+IMAGE_PARAMS = [ParamSpec("seed", "long", 0)]
+TEXT_PARAMS = [
+    ParamSpec("max_new_tokens", "long", 200),
+    ParamSpec("temperature", "double", 0.8),
+    ParamSpec("top_k", "long", 200),
+    ParamSpec("top_p", "double", None),
+    ParamSpec("seed", "long", 0),
+]
+
+
+class GeneratorModel(mlflow.pyfunc.PythonModel):
+    def load_context(self, context) -> None:
+        self.generator = Generator.from_file(context.artifacts[WEIGHTS])
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> np.ndarray | list[str]:
+        return generate(self.generator, pd.DataFrame(model_input).to_dict("records"), params or {})
+
+
+def generate(generator: Generator, rows: list[dict], params: dict) -> np.ndarray | list[str]:
+    """One request: images for every row, one after the other, or one text per row."""
+    specs = IMAGE_PARAMS if generator.kind == "images" else TEXT_PARAMS
+    unknown = sorted(set(params) - {spec.name for spec in specs})
+    if unknown:
+        raise ValueError(f"unknown params {unknown}: this model takes {[spec.name for spec in specs]}")
+    options = {spec.name: params.get(spec.name, spec.default) for spec in specs}
+    seed = int(options.pop("seed"))
+    if generator.kind == "images":
+        counts = [int(row["num_samples"]) for row in rows]
+        if any(not 0 < count <= MAX_IMAGES for count in counts):
+            raise ValueError(f"num_samples must be between 1 and {MAX_IMAGES}, not {counts}")
+        return np.concatenate([generator.images(count, seed=seed + index) for index, count in enumerate(counts)])
+    return [generator.text(str(row["prompt"]), seed=seed + index, **options) for index, row in enumerate(rows)]
+
+
+def signature_and_example(generator: Generator) -> tuple[ModelSignature, tuple[pd.DataFrame, dict]]:
+    if generator.kind == "images":
+        height, width, channels = generator.images(1).shape[1:]
+        inputs, params = Schema([ColSpec("long", "num_samples")]), ParamSchema(IMAGE_PARAMS)
+        outputs = Schema([TensorSpec(np.dtype(np.uint8), (-1, height, width, channels))])
+        example = pd.DataFrame({"num_samples": [4]}), {"seed": 0}
+    else:
+        inputs, params = Schema([ColSpec("string", "prompt")]), ParamSchema(TEXT_PARAMS)
+        outputs = Schema([ColSpec("string")])
+        example = pd.DataFrame({"prompt": ["\n"]}), {"max_new_tokens": 20, "seed": 0}
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params), example
+
+
+def save_pyfunc(checkpoint: dict, folder: Path, mlflow_model=None) -> Path:
+    """Write the MLflow model folder for a checkpoint (already read, as ``read_checkpoint`` does)."""
+    with tempfile.TemporaryDirectory() as staging:
+        weights = Path(staging) / "weights.pt"
+        torch.save(slim(checkpoint), weights)
+        signature, example = signature_and_example(Generator.from_file(weights))
+        mlflow.pyfunc.save_model(
+            folder,
+            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            artifacts={WEIGHTS: str(weights)},
+            signature=signature,
+            input_example=example,
+            pip_requirements=requirements(),
+            mlflow_model=mlflow_model,
+        )
+    return Path(folder)
+
+
+def requirements() -> list[str]:
+    """The packages that load the model, at the versions it was saved with (aigc itself is installed from its repo)."""
+    names = ["aigc", "torch", "lightning", "mlflow", "tokenizers", "hydra-core"]
+    return [f"{name}=={importlib.metadata.version(name)}" for name in names]
