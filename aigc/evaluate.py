@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from aigc.callbacks import ConfigSnapshot
 from aigc.console import entry_point, one_line_errors
 from aigc.stored import instantiate_stored, read_checkpoint
-from aigc.tracking import MLflowLogger
+from aigc.tracking.run.logger import MLflowLogger
 from aigc.tracking.store.checkpoints import checkpoint_of_run
 from aigc.tracking.store.client import open_store, stored_run
 

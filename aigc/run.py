@@ -5,159 +5,28 @@
     python -m aigc.run debug=fast           # a smoke run, logged like a real one
 
 Returns the objective (``objective.metric``, a run-level setting: ``conf/objective/``) so Hydra
-sweepers can optimise it.
+sweepers can optimise it. Training itself is ``aigc.training``, imported only to train.
 """
 
 import sys
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
-import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
-from aigc import tags
-from aigc.callbacks import ConfigSnapshot
-from aigc.callbacks.random_state import RandomState
-from aigc.capabilities import MissingCapability
 from aigc.console import entry_point, one_line
-from aigc.stored import read_checkpoint
-from aigc.tracking import MLflowLogger, RunInterrupted, record_run, tracked_run
-from aigc.tracking.run.record import recorded_config, typed_overrides
-from aigc.tracking.run.resume import resume_point
-from aigc.validation import ConfigError, check_trainable, validate, within_memory
-
-CODE_DIR = Path(__file__).resolve().parents[1]
-
-
-@dataclass
-class Job:
-    datamodule: L.LightningDataModule
-    model: L.LightningModule
-    trainer: L.Trainer
-    tracker: MLflowLogger | None
-    config: dict  # resolved, env secrets as text, plain containers: what params, artifacts and checkpoints record
-
-
-def build(cfg: DictConfig) -> Job:
-    """Instantiate every group; nothing here knows which model or dataset it builds."""
-    config = recorded_config(cfg)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    callbacks += [ConfigSnapshot(config), RandomState()]
-    # Only rank zero talks to MLflow: processes that torchrun or SLURM start as other ranks know
-    # their rank from the environment and get no logger; workers that Lightning spawns get rank
-    # zero's logger (run id included) and log nothing through it.
-    on_rank_zero = rank_zero_only.rank == 0
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()] if on_rank_zero else []
-    with within_memory():
-        model = instantiate(cfg.model, _convert_="all")
-    return Job(
-        datamodule=instantiate(cfg.data, _convert_="all"),
-        model=model,
-        trainer=instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False),
-        tracker=next((lg for lg in loggers if isinstance(lg, MLflowLogger)), None),
-        config=config,
-    )
-
-
-def train(cfg: DictConfig) -> float | None:
-    """Check, build, load the data, then open the MLflow run and fit: a command that can't train
-    (a bad config, missing data, an unreachable store) stops before any run exists."""
-    validate(cfg)
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
-    job = build(cfg)
-    hydra_cfg = HydraConfig.get()
-    tracker = job.tracker
-    if tracker is not None and (twin := tracker.finished_twin()) is not None:
-        print(f"This job finished before in the same sweep (MLflow run {twin.info.run_id}): not run again")
-        return twin.data.metrics.get(cfg.objective.metric)
-    ckpt_path, run_id = resume_point(cfg)
-    checkpoints = claim_checkpoint_folder(job.trainer)
-    if tracker is not None:
-        if run_id:
-            tracker.continue_run(run_id)
-        tracker.check_reachable()  # before any data is loaded
-    job.datamodule.prepare_data()
-    job.datamodule.setup("fit")
-    source = getattr(job.datamodule, "source", None)
-    if source is not None:
-        print(f"Data: {source.describe()}")
-    check_trainable(job.datamodule, job.model, job.trainer.callbacks)
-    if tracker is not None:
-        tracker.open_run()
-    with tracked_run(tracker):
-        if tracker is not None:
-            where = {tags.CHECKPOINTS: str(checkpoints)} if checkpoints else {}
-            if hydra_cfg.mode == RunMode.MULTIRUN:
-                where |= {
-                    tags.SWEEP_JOB: str(hydra_cfg.job.num),
-                    tags.SWEEP_DIR: str(Path(hydra_cfg.sweep.dir).resolve()),
-                }
-            tracker.set_tags(where)
-            overrides = typed_overrides(hydra_cfg.overrides.task)
-            record_run(tracker, job.config, overrides, source, CODE_DIR, job.datamodule.state_dict())
-            print(f"MLflow run {tracker.run_id} started in experiment '{tracker.experiment_name}'")
-        job.trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=ckpt_path)
-        if tracker is not None and tracker.pyfunc and rank_zero_only.rank == 0:
-            tracker.log_run_model(*weights_to_serve(job), step=job.trainer.global_step)
-            if cfg.get("register") and hydra_cfg.mode != RunMode.MULTIRUN:  # a sweep registers its best job
-                tracker.register_run_model(cfg.register, cfg.register_alias)
-    if tracker is not None:
-        _print_where(tracker)
-    objective = job.trainer.callback_metrics.get(cfg.objective.metric)
-    return None if objective is None else float(objective)
-
-
-def weights_to_serve(job: Job) -> tuple[dict, str]:
-    """The best checkpoint (the last when nothing is scored), or the weights in memory when the
-    run saves no checkpoints: (checkpoint, where it comes from)."""
-    callback = job.trainer.checkpoint_callback
-    path = callback and (callback.best_model_path or callback.last_model_path)
-    if path:
-        return read_checkpoint(path), path
-    state = {"state_dict": job.model.state_dict(), ConfigSnapshot.key: job.config}
-    return state | {type(job.datamodule).__qualname__: job.datamodule.state_dict()}, "the final weights"
-
-
-def claim_checkpoint_folder(trainer: L.Trainer) -> Path | None:
-    """Create the run's checkpoint folder, or refuse a folder that exists: it holds another
-    command's checkpoints (two runs given one ``hydra.run.dir``), which this run would overwrite
-    or resume would mistake for its own. Rank zero writes checkpoints; the others don't claim."""
-    callback = trainer.checkpoint_callback
-    if callback is None or callback.dirpath is None or rank_zero_only.rank != 0:
-        return None
-    folder = Path(callback.dirpath).resolve()
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        folder.mkdir()
-    except FileExistsError:
-        raise FileExistsError(
-            f"the checkpoint folder {folder} exists: another run writes there; give this run its own "
-            "hydra.run.dir (the default names a new folder for every command)"
-        ) from None
-    return folder
-
-
-def _print_where(tracker: MLflowLogger) -> None:
-    print(
-        f"\nMLflow run {tracker.run_id} (experiment '{tracker.experiment_name}', id {tracker.experiment_id})\n"
-        f"  store: {tracker.tracking_uri}\n"
-        f"  view:  {tracker.ui_command()}"
-    )
-    if not tracker.tracking_uri.startswith(("http://", "https://")):
-        print(f"  then open http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}/runs/{tracker.run_id}")
+from aigc.tracking.run.signals import RunInterrupted
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     # in a sweep a job's failure goes back to the sweeper (which records it), not straight to exit
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    from aigc.training import USER_ERRORS, train  # torch, Lightning, MLflow: only when training
+
     try:
         return train(cfg)
     except RunInterrupted as stop:
@@ -165,7 +34,7 @@ def main(cfg: DictConfig) -> float | None:
         if in_sweep:
             raise
         sys.exit(130)
-    except (ConfigError, MissingCapability) as error:  # the user's input: the line says it all
+    except USER_ERRORS as error:
         print(f"\nError: {error}", file=sys.stderr)
         if in_sweep:
             raise

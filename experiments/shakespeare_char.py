@@ -8,7 +8,8 @@ nanoGPT's README trains a character-level GPT on a CPU (block 64, batch 12, 4 la
 
 1. quality: ``python -m aigc.run -m experiment=shakespeare_char_cpu seed=...``, one sweep of
    seeds; the val loss of each (the mean over every window of the validation split).
-2. lstm: ``python -m aigc.run experiment=shakespeare_char_lstm_cpu``, same data and iterations.
+2. lstm: ``python -m aigc.run -m experiment=shakespeare_char_lstm_cpu model.net.cell=lstm,gru,rnn``,
+   the recurrent family (LSTM, GRU, Elman RNN) on the same data and iterations.
 3. nanogpt: nanoGPT's recipe as a bare PyTorch loop (the same GPT module, AdamW groups,
    schedule, clipping, random windows), 2,000 iterations, then its val loss two ways: over the
    whole split, and as nanoGPT's ``estimate_loss`` prints it (the mean of 20 random batches),
@@ -59,6 +60,7 @@ def aigc_runs(text: Path, *overrides: str) -> list[dict]:
             rows.append(
                 {
                     "seed": run.data.params.get("seed"),
+                    "cell": run.data.params.get("model.net.cell", ""),
                     "val_loss": val[-1].value,
                     "steps": val[-1].step + 1,
                     "tokens_per_sec": rates[-1].value,  # the last epoch's, everything between batches included
@@ -179,7 +181,8 @@ def main() -> None:
         seeds = ",".join(map(str, args.seeds))
         rows += [("GPT", r) for r in aigc_runs(args.text, "-m", "experiment=shakespeare_char_cpu", f"seed={seeds}")]
     if "lstm" in parts:
-        rows += [("LSTM", r) for r in aigc_runs(args.text, "experiment=shakespeare_char_lstm_cpu")]
+        cells = aigc_runs(args.text, "-m", "experiment=shakespeare_char_lstm_cpu", "model.net.cell=lstm,gru,rnn")
+        rows += [(r["cell"].upper(), r) for r in cells]
     if rows:
         print("\n| aigc.run | seed | iterations | val loss | ms/iter | tokens/s | run wall time |")
         print("|---|---|---|---|---|---|---|")

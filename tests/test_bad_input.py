@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aigc.console import one_line
-from aigc.run import build
+from aigc.training import build
 from aigc.validation import ConfigError, validate
 from tests.conftest import CONF_DIR, all_runs, client_for, run_aigc
 
@@ -170,6 +170,10 @@ def test_every_override_set_is_accepted_and_builds_or_is_refused_in_one_line(tmp
         (["trainer.max_epochs=0"], "trainer.max_epochs=0: should be at least 1 (or -1: no limit); 0 trains nothing"),
         (["+model.foo=1"], "model.foo: GAN takes no argument 'foo'"),
         (["model.loss._target_=nope.Nope"], "model.loss._target_='nope.Nope': no such class"),
+        (
+            ["model=lstm", "data=pydocs", "model.net.cell=xyz"],
+            "model.net.cell='xyz': input should be 'lstm', 'gru' or 'rnn'",
+        ),
         (["register=a/b"], "register='a/b': a registered model's name is letters, digits"),
         (["register=best", "logger.mlflow.pyfunc=false"], "register= needs the run's MLflow model"),
         (["register=best", "logger=none"], "register= needs the run's MLflow model"),

@@ -10,8 +10,8 @@ from hydra.utils import instantiate
 from aigc.callbacks import ReconstructionGrid, TextMetrics
 from aigc.capabilities import Contract, MissingCapability
 from aigc.distributed import DDPStrategy
-from aigc.run import build, train
-from aigc.tracking import MLflowLogger
+from aigc.tracking.run.logger import MLflowLogger
+from aigc.training import build, train
 from tests.conftest import CONF_DIR, run_aigc
 
 GROUPS = ["data", "data/tokenizer", "model", "trainer", "logger", "callbacks", "debug", "experiment", "metrics"]

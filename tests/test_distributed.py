@@ -57,7 +57,7 @@ def test_sweep_of_language_models_on_two_cpu_processes_is_one_folder_and_one_run
     assert sorted(c.data.params["model._target_"] for c in children) == ["aigc.models.language_model.LanguageModel"] * 2
     assert sorted(c.data.params["model.net._target_"].rsplit(".", 1)[-1] for c in children) == [
         "GPT",
-        "LSTMLanguageModel",
+        "RecurrentLanguageModel",
     ]
     assert all(c.info.status == "FINISHED" and "val/loss" in c.data.metrics for c in children)
     assert sorted(p.name for p in output_folders(tmp_path)) == ["0", "1"]

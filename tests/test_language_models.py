@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from aigc.models.language_model import LanguageModel, WarmupCosineLR
 from aigc.models.nets.gpt import GPT
-from aigc.models.nets.lstm import LSTMLanguageModel
+from aigc.models.nets.recurrent import RecurrentLanguageModel
 from aigc.models.sampling import filter_logits, generate, next_token
 from tests.conftest import CONF_DIR
 
@@ -127,15 +127,17 @@ def test_gpt_weight_decay_groups_skip_biases_norms_and_embeddings():
 # --- LSTM -----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("embedding_dim", [16, 8])  # equal to hidden_size: no projection; else one
 @torch.no_grad()
-def test_lstm_shapes_tied_head_and_state_carry(embedding_dim):
+def test_recurrent_shapes_tied_head_and_state_carry(embedding_dim, cell):
     torch.manual_seed(0)
-    net = LSTMLanguageModel(VOCAB, embedding_dim=embedding_dim, hidden_size=16, num_layers=2, dropout=0.1).eval()
+    net = RecurrentLanguageModel(VOCAB, embedding_dim, hidden_size=16, num_layers=2, dropout=0.1, cell=cell).eval()
+    assert type(net.rnn).__name__ == cell.upper()
     idx = tokens(3, 10)
-    logits, (h, c) = net(idx)
+    logits, state = net(idx)
     assert logits.shape == (3, 10, VOCAB)
-    assert h.shape == c.shape == (2, 3, 16)
+    assert len(state) == (2 if cell == "lstm" else 1) and all(s.shape == (2, 3, 16) for s in state)  # (h, c) or (h,)
     assert net.head.weight is net.embedding.weight
     first, state = net(idx[:, :4])
     rest, _ = net(idx[:, 4:], state)
@@ -215,7 +217,8 @@ class PatternData(LightningDataModule):
 
 NETS = {
     "gpt": partial(GPT, block_size=8, n_layer=2, n_head=2, n_embd=32),
-    "lstm": partial(LSTMLanguageModel, embedding_dim=32, hidden_size=32, num_layers=1, dropout=0.0),
+    "lstm": partial(RecurrentLanguageModel, embedding_dim=32, hidden_size=32, num_layers=1, dropout=0.0),
+    "gru": partial(RecurrentLanguageModel, embedding_dim=32, hidden_size=32, num_layers=1, dropout=0.0, cell="gru"),
 }
 
 
@@ -244,7 +247,7 @@ def trainer(tmp_path, **kwargs) -> Trainer:
     return Trainer(**(settings | kwargs))
 
 
-@pytest.mark.parametrize("name", NETS)
+@pytest.mark.parametrize("name", ["gpt", "lstm"])
 @pytest.mark.filterwarnings("ignore:You're resuming from a checkpoint that ended before the epoch ended")
 def test_trains_logs_and_round_trips_through_a_checkpoint(tmp_path, name):
     torch.manual_seed(0)
@@ -300,12 +303,13 @@ def test_trains_logs_and_round_trips_through_a_checkpoint(tmp_path, name):
     assert resume.global_step == 62
 
 
-def test_carry_state_keeps_the_lstm_state_between_batches_and_needs_a_recurrent_net(tmp_path):
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_carry_state_keeps_the_recurrent_state_between_batches_and_needs_a_recurrent_net(tmp_path, name):
     torch.manual_seed(0)
-    model = language_model("lstm", carry_state=True)
+    model = language_model(name, carry_state=True)
     trainer(tmp_path, max_steps=3, limit_val_batches=0).fit(model, datamodule=PatternData())
-    h, c = model._state
-    assert h.shape == (1, 8, 32) and not h.requires_grad
+    assert len(model._state) == (2 if name == "lstm" else 1)
+    assert all(s.shape == (1, 8, 32) and not s.requires_grad for s in model._state)
     model.on_train_epoch_start()
     assert model._state is None
     with pytest.raises(ValueError, match="carry_state=true needs a recurrent net"):

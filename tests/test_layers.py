@@ -1,6 +1,8 @@
 """The package's layers, read from its import statements: no import runs back up, and none goes round in a circle."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,10 @@ PACKAGE = Path(aigc.__file__).parent
 LAYERS = [
     (
         "entry points",
-        ["aigc.run", "aigc.evaluate", "aigc.sample", "aigc.register", "aigc.compare", "aigc.sync", "aigc.runs"],
+        [
+            *("aigc.run", "aigc.training", "aigc.evaluate", "aigc.sample", "aigc.register", "aigc.compare"),
+            *("aigc.sync", "aigc.runs"),
+        ],
     ),
     ("reports", ["aigc.tracking.reports"]),
     ("callbacks", ["aigc.callbacks"]),
@@ -87,3 +92,10 @@ def test_no_import_cycle():
 
     for name in sorted(graph):
         visit(name)
+
+
+def test_the_train_command_imports_torch_lightning_and_mlflow_only_to_train():
+    """`python -m aigc.run --help`, `--cfg job` and a refused override answer without them (issue 15: under 2 s)."""
+    probe = "import sys, aigc.run; print(' '.join(m for m in ('torch', 'lightning', 'mlflow') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""

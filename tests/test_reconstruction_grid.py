@@ -11,7 +11,7 @@ from PIL import Image
 from aigc.callbacks.reconstruction_grid import ReconstructionGrid
 from aigc.capabilities import MissingCapability
 from aigc.metrics.images import to_uint8
-from aigc.run import build
+from aigc.training import build
 
 CELL = 28 + 2  # MNIST side plus make_grid's padding
 

@@ -10,7 +10,9 @@ from mlflow import MlflowClient
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from aigc.tracking import MLflowLogger, RunInterrupted, tracked_run
+from aigc.tracking.run.lifecycle import tracked_run
+from aigc.tracking.run.logger import MLflowLogger
+from aigc.tracking.run.signals import RunInterrupted
 from tests.conftest import all_runs, client_for, interrupt_when, only_run, run_aigc, start_aigc
 
 pytestmark = pytest.mark.slow

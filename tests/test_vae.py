@@ -8,7 +8,7 @@ from hydra.errors import InstantiationException
 
 from aigc.models.vae import gaussian_kl
 from aigc.models.vae_likelihoods import Bernoulli, Gaussian
-from aigc.run import build
+from aigc.training import build
 
 SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 

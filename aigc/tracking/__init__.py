@@ -15,16 +15,3 @@ In three layers, each importing only from those below it (``tests/test_layers.py
   never hold up training), ``liveness`` (heartbeats, reaping), ``checkpoints`` (a run's
   checkpoint artifacts), ``models`` (runs' MLflow models: model URIs, the registry).
 """
-
-import logging
-
-from aigc.tracking.run.lifecycle import tracked_run
-from aigc.tracking.run.logger import MLflowLogger
-from aigc.tracking.run.record import record_run
-from aigc.tracking.run.signals import RunInterrupted
-from aigc.tracking.store.client import TrackingUnreachable
-
-# Creating a new SQLite store runs alembic migrations, which log a page of INFO lines.
-logging.getLogger("alembic").setLevel(logging.WARNING)
-
-__all__ = ["MLflowLogger", "RunInterrupted", "TrackingUnreachable", "record_run", "tracked_run"]

@@ -10,6 +10,7 @@ the SQLite file, and runs are always created with an explicit experiment id.
 """
 
 import fcntl
+import logging
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,6 +21,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+# Creating a new SQLite store runs alembic migrations, which log a page of INFO lines.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def sqlite_path(uri: str) -> Path | None:
