@@ -1,0 +1,56 @@
+"""What MLflow logging costs per training step: `python -m aigc.run` with `logger=mlflow` at
+`trainer.log_every_n_steps` of 1, 10 and 50, against the same run with `logger=none`.
+
+    .venv/bin/python experiments/logging_cost.py [--pairs 3] [--steps 60] [--model vae]
+
+The VAE on the offline MNIST digits has the shortest step of the models (about 16 ms here), so
+a fixed cost per logged point shows most there. Each pair runs the tracked and the untracked
+command one after the other, in fresh processes and folders; a step is the median batch-start
+to batch-start time after 5 warm-up steps (experiments/helpers/step_time.py). The result is the
+median of the per-pair ratios minus one (target: <= 2%). Prints one table; results in
+experiments/logging_cost.md.
+"""
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bare_loop import MODELS, WARMUP, aigc_step_ms  # noqa: E402  (the same timed run)
+
+EVERY = (1, 10, 50)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--model", choices=list(MODELS), default="vae")
+    args = parser.parse_args()
+    lines = [
+        "| `log_every_n_steps` | MLflow ms/step | `logger=none` ms/step "
+        f"| cost (median of {args.pairs} pairs) | pairs |",
+        "|---|---|---|---|---|",
+    ]
+    for every in EVERY:
+        overrides = [*MODELS[args.model], f"trainer.log_every_n_steps={every}"]
+        pairs = []
+        for _ in range(args.pairs):
+            pairs.append((aigc_step_ms(overrides, args.steps), aigc_step_ms([*overrides, "logger=none"], args.steps)))
+            print(f"  every {every}: MLflow {pairs[-1][0]:.2f} ms, none {pairs[-1][1]:.2f} ms", flush=True)
+        costs = [a / b - 1 for a, b in pairs]
+        lines.append(
+            f"| {every} | {statistics.median(a for a, _ in pairs):.2f} | {statistics.median(b for _, b in pairs):.2f} "
+            f"| {100 * statistics.median(costs):+.1f}% | {', '.join(f'{100 * c:+.1f}%' for c in costs)} |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    Path(__file__).with_suffix(".md").write_text(
+        f"# What MLflow logging costs per step\n\n`.venv/bin/python experiments/logging_cost.py` ({args.model}, "
+        f"2 CPU cores, offline, {args.steps} steps after {WARMUP} warm-up).\n\n{table}\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
