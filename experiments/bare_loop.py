@@ -36,16 +36,24 @@ MODELS = {
 
 
 def aigc_step_ms(overrides: list[str], steps: int) -> float:
+    """One epoch of ``WARMUP + steps`` training batches, no validation."""
+    limits = [
+        "trainer.max_epochs=1",
+        f"+trainer.limit_train_batches={WARMUP + steps + 1}",
+        "+trainer.limit_val_batches=0",
+    ]
+    return timed_run_ms([*overrides, *limits], WARMUP)
+
+
+def timed_run_ms(overrides: list[str], warmup: int) -> float:
+    """``python -m aigc.run <overrides>`` in a fresh folder: the median ms per step after ``warmup``."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "steps.json"
         command = [
             *(sys.executable, "-m", "aigc.run", *overrides),
-            "trainer.max_epochs=1",
-            f"+trainer.limit_train_batches={WARMUP + steps + 1}",
-            "+trainer.limit_val_batches=0",
             "+callbacks.step_time._target_=step_time.StepTime",
             f"+callbacks.step_time.out={out}",
-            f"+callbacks.step_time.warmup_batches={WARMUP}",
+            f"+callbacks.step_time.warmup_batches={warmup}",
         ]
         env = {**os.environ, "PYTHONPATH": str(HELPERS)}
         result = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)

@@ -19,8 +19,6 @@ experiments/nanogpt_anchor.md.
 """
 
 import argparse
-import json
-import os
 import re
 import shutil
 import statistics
@@ -29,7 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-HELPERS = Path(__file__).resolve().parent / "helpers"
+from bare_loop import timed_run_ms  # the same timed run (this folder is the script's, on sys.path)
+
 SHARED_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 WARMUP = 20
 EVAL_INTERVAL = 250
@@ -67,20 +66,7 @@ def nanogpt_ms(repo: Path, iters: int) -> float:
 
 
 def aigc_ms(text: Path, iters: int) -> float:
-    with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "steps.json"
-        command = [
-            *(sys.executable, "-m", "aigc.run", "experiment=shakespeare_char_cpu", f"data.path={text}"),
-            f"trainer.max_steps={iters}",
-            "+callbacks.step_time._target_=step_time.StepTime",
-            f"+callbacks.step_time.out={out}",
-            f"+callbacks.step_time.warmup_batches={WARMUP}",
-        ]
-        env = {**os.environ, "PYTHONPATH": str(HELPERS)}
-        result = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"aigc.run failed:\n{result.stderr[-3000:]}")
-        return 1000 * statistics.median(json.loads(out.read_text())["steps_s"])
+    return timed_run_ms(["experiment=shakespeare_char_cpu", f"data.path={text}", f"trainer.max_steps={iters}"], WARMUP)
 
 
 def main() -> None:
