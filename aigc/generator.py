@@ -9,11 +9,11 @@ config and tokenizer, no optimizer state). Either is read as untrusted input: te
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from aigc.capabilities import GeneratesImages, GeneratesText
 from aigc.data.text import TextDataModule
 from aigc.data.tokenizers import load_tokenizer
+from aigc.metrics.images import to_uint8
 from aigc.stored import CONFIG_KEY, RUN_KEY, instantiate_stored, read_checkpoint
 
 TOKENIZER_KEY = TextDataModule.__qualname__  # Lightning keeps a datamodule's state (the fitted tokenizer) under it
@@ -31,8 +31,11 @@ class Generator:
     @classmethod
     def from_file(cls, path: str | Path, source: str | None = None) -> "Generator":
         """``source`` names the model in messages (a model URI); the file's path by default."""
-        checkpoint = read_checkpoint(path)
-        where = source or str(path)
+        return cls.from_checkpoint(read_checkpoint(path), source or str(path))
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict, where: str) -> "Generator":
+        """From a checkpoint already read as untrusted input (``read_checkpoint``)."""
         if CONFIG_KEY not in checkpoint or "state_dict" not in checkpoint:
             raise ValueError(f"{where} holds no model config and weights: it is not an aigc checkpoint")
         model = instantiate_stored(checkpoint[CONFIG_KEY]["model"], f"{where}: model", _convert_="all")
@@ -51,8 +54,7 @@ class Generator:
     def images(self, num_samples: int, seed: int = 0) -> np.ndarray:
         """uint8 images, (N, H, W, C): the same for the same seed."""
         self._expect("images", "num_samples")
-        samples = self.model.sample(num_samples, seed=seed)
-        return samples.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return to_uint8(self.model.sample(num_samples, seed=seed)).permute(0, 2, 3, 1).cpu().numpy()
 
     def text(
         self,

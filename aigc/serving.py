@@ -84,8 +84,9 @@ def save_pyfunc(checkpoint: dict, folder: Path, mlflow_model=None) -> Path:
     """Write the MLflow model folder for a checkpoint (already read, as ``read_checkpoint`` does)."""
     with tempfile.TemporaryDirectory() as staging:
         weights = Path(staging) / "weights.pt"
-        torch.save(slim(checkpoint), weights)
-        signature, example = signature_and_example(Generator.from_file(weights))
+        kept = slim(checkpoint)
+        torch.save(kept, weights)
+        signature, example = signature_and_example(Generator.from_checkpoint(kept, "the run's weights"))
         mlflow.pyfunc.save_model(
             folder,
             python_model=str(Path(__file__).with_name("pyfunc_model.py")),
