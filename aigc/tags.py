@@ -8,6 +8,7 @@ RESUME_CHANGED = "aigc.resume.changed"  # what a resumed command changed in the 
 CHECKPOINTS = "aigc.checkpoints"  # the folder the run writes its checkpoints to
 HEARTBEAT = "aigc.heartbeat"  # seconds since the epoch, refreshed while the run trains
 END = "aigc.end"  # "lost": ended FAILED by `aigc.runs reap`, its heartbeat stopped
+TASK = "aigc.task"  # "evaluate" on a run that scored a model as configured, untrained (aigc.evaluate model=...)
 OBJECTIVE = "aigc.objective"  # "<mode> <metric>": what "best" means for the run (conf/objective/)
 
 # a sweep: its parent run, and each job's run

@@ -19,6 +19,7 @@ from aigc import tags
 from aigc.callbacks import ConfigSnapshot
 from aigc.callbacks.random_state import RandomState
 from aigc.capabilities import MissingCapability
+from aigc.hub import PretrainedUnavailable
 from aigc.stored import read_checkpoint
 from aigc.tracking.run.lifecycle import tracked_run
 from aigc.tracking.run.logger import MLflowLogger
@@ -148,4 +149,5 @@ def _print_where(tracker: MLflowLogger) -> None:
         print(f"  then open http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}/runs/{tracker.run_id}")
 
 
-USER_ERRORS = (ConfigError, MissingCapability)  # the user's input: their one line says it all
+# the user's input, or what it names: their one line says it all
+USER_ERRORS = (ConfigError, MissingCapability, PretrainedUnavailable)

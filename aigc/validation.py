@@ -26,7 +26,7 @@ from typing import Annotated, Any
 from annotated_types import Ge, Gt
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import InterpolationKeyError
+from omegaconf.errors import InterpolationKeyError, InterpolationToMissingValueError, MissingMandatoryValue
 from pydantic import AfterValidator, ConfigDict, StringConstraints, TypeAdapter, ValidationError
 
 from aigc.capabilities import Contract
@@ -93,6 +93,10 @@ def _resolved(cfg: DictConfig, key: str) -> Any:
         return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
     except InterpolationKeyError as error:
         raise ConfigError(_mismatch(error)) from None
+    except (MissingMandatoryValue, InterpolationToMissingValueError) as error:  # ??? in a config, or read through ${}
+        missing = re.search(r"Missing mandatory value: (\S+)", str(error))
+        name = missing.group(1) if missing else key
+        raise ConfigError(f"{name} has no value (??? in its config): add {name}=<value> to the command") from None
 
 
 def _mismatch(error: InterpolationKeyError) -> str:
@@ -278,9 +282,26 @@ def _builds_objects(value: Any) -> bool:
 
 def _reason(error: ValidationError) -> str:
     """Pydantic's messages, one line: each alternative of a union once."""
-    reasons = dict.fromkeys(e["msg"].removeprefix("Value error, ") for e in error.errors())
-    text = "; or ".join(reason[0].lower() + reason[1:] for reason in reasons)
+    reasons = dict.fromkeys(_located(e) + _lowered(e["msg"].removeprefix("Value error, ")) for e in error.errors())
+    text = "; or ".join(reasons)
     return text if len(text) <= 400 else text[:397] + "..."
+
+
+def _lowered(message: str) -> str:
+    return message[0].lower() + message[1:]
+
+
+def _located(error: dict) -> str:
+    """Where inside a dict value the error is (``rank: ``); nothing for the value itself or a union's arm."""
+    keys = [str(part) for part in error["loc"] if isinstance(part, str) and not _is_type_name(part)]
+    return f"{'.'.join(keys)}: " if keys else ""
+
+
+def _is_type_name(part: str) -> bool:
+    return part[:1].isupper() or not part.isidentifier() or part in _TYPE_NAMES
+
+
+_TYPE_NAMES = {"int", "float", "str", "bool", "list", "tuple", "dict", "none", "literal"}
 
 
 def _shown(value: Any) -> str:

@@ -1,7 +1,7 @@
 """Character-level language models on tiny-shakespeare, against nanoGPT's CPU reference.
 
     .venv/bin/python experiments/shakespeare_char.py [--text PATH] [--seeds 1337 1 2] [--rounds 4]
-                                                     [--only quality|lstm|nanogpt|overhead]
+                                                     [--only quality|lstm|finetune|nanogpt|overhead]
 
 nanoGPT's README trains a character-level GPT on a CPU (block 64, batch 12, 4 layers, 4 heads,
 128 wide, dropout 0, lr 1e-3 cosine over 2,000 iterations) and prints val loss 1.88. Four parts:
@@ -10,11 +10,16 @@ nanoGPT's README trains a character-level GPT on a CPU (block 64, batch 12, 4 la
    seeds; the val loss of each (the mean over every window of the validation split).
 2. lstm: ``python -m aigc.run -m experiment=shakespeare_char_lstm_cpu model.net.cell=lstm,gru,rnn``,
    the recurrent family (LSTM, GRU, Elman RNN) on the same data and iterations.
-3. nanogpt: nanoGPT's recipe as a bare PyTorch loop (the same GPT module, AdamW groups,
+3. finetune: ``model=hf_causal_lm`` on a tiny random GPT-2 (2 layers, 64 wide, its byte-level
+   BPE trained on pydoc_data; ``tests/helpers/tiny_gpt2.py``, saved into a temporary folder),
+   every weight and LoRA adapters only, ``-m model.peft=none,lora``: throughput and the loss curve
+   of the path a pretrained model takes (the numbers are not comparable with the character
+   models': another tokenizer).
+4. nanogpt: nanoGPT's recipe as a bare PyTorch loop (the same GPT module, AdamW groups,
    schedule, clipping, random windows), 2,000 iterations, then its val loss two ways: over the
    whole split, and as nanoGPT's ``estimate_loss`` prints it (the mean of 20 random batches),
    drawn many times, to show how far that estimate moves from one draw to the next.
-4. overhead: the framework against the bare loop, per iteration, in alternating rounds (a
+5. overhead: the framework against the bare loop, per iteration, in alternating rounds (a
    500-step ``aigc.run``, then 500 bare iterations), so that a slow spell of a shared machine
    hits both alike. Each side is the mean over its second 250 iterations, everything between
    batches included: aigc's ``train/tokens_per_sec_epoch`` of epoch 2 (loading, forward,
@@ -40,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_TEXT = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 BLOCK, BATCH, ITERS = 64, 12, 2000
 NANOGPT_VAL_LOSS = 1.88
+PEFT = {"none": "every weight", "lora": "LoRA"}
 
 
 def aigc_runs(text: Path, *overrides: str) -> list[dict]:
@@ -61,6 +67,8 @@ def aigc_runs(text: Path, *overrides: str) -> list[dict]:
                 {
                     "seed": run.data.params.get("seed"),
                     "cell": run.data.params.get("model.net.cell", ""),
+                    "peft": run.data.params.get("model.peft", ""),
+                    "trainable": run.data.params.get("params_trainable", ""),
                     "val_loss": val[-1].value,
                     "steps": val[-1].step + 1,
                     "tokens_per_sec": rates[-1].value,  # the last epoch's, everything between batches included
@@ -140,6 +148,25 @@ class NanoGPTLoop:
         return [statistics.mean(losses[i : i + eval_iters]) for i in range(0, len(losses), eval_iters)]
 
 
+def finetune_runs(text: Path, steps: int = 1000) -> list[dict]:
+    """The tiny GPT-2, fine-tuned on the text: every weight, then LoRA adapters only."""
+    with tempfile.TemporaryDirectory() as folder:
+        model = Path(folder) / "tiny-gpt2"
+        subprocess.run([sys.executable, str(ROOT / "tests" / "helpers" / "tiny_gpt2.py"), str(model)], check=True)
+        return aigc_runs(
+            text,
+            "-m",
+            "model=hf_causal_lm",
+            f"model.pretrained={model}",
+            "data=shakespeare",
+            "model.peft=none,lora",
+            "model.optimizer.lr=1e-3",
+            f"model.scheduler.decay_steps={steps}",
+            f"+trainer.max_steps={steps}",
+            "trainer.max_epochs=-1",
+        )
+
+
 def nanogpt_recipe(text: Path, draws: int = 500) -> dict:
     loop = NanoGPTLoop(text)
     seconds = loop.train(ITERS)
@@ -171,9 +198,9 @@ def main() -> None:
     parser.add_argument("--text", type=Path, default=SHARED_TEXT)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1337, 1, 2])
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--only", choices=["quality", "lstm", "nanogpt", "overhead"], action="append")
+    parser.add_argument("--only", choices=["quality", "lstm", "finetune", "nanogpt", "overhead"], action="append")
     args = parser.parse_args()
-    parts = args.only or ["quality", "lstm", "nanogpt", "overhead"]
+    parts = args.only or ["quality", "lstm", "finetune", "nanogpt", "overhead"]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, text {args.text}", flush=True)
 
     rows = []
@@ -183,6 +210,9 @@ def main() -> None:
     if "lstm" in parts:
         cells = aigc_runs(args.text, "-m", "experiment=shakespeare_char_lstm_cpu", "model.net.cell=lstm,gru,rnn")
         rows += [(r["cell"].upper(), r) for r in cells]
+    if "finetune" in parts:
+        tuned = finetune_runs(args.text)
+        rows += [(f"tiny GPT-2, {PEFT[r['peft']]} ({int(r['trainable']):,} trained)", r) for r in tuned]
     if rows:
         print("\n| aigc.run | seed | iterations | val loss | ms/iter | tokens/s | run wall time |")
         print("|---|---|---|---|---|---|---|")

@@ -60,8 +60,19 @@ MODEL_KEYS = {
         "data.batches_per_epoch",
     ],
     "lstm": ["model.net.hidden_size", "model.net.num_layers", "model.net.dropout", "data.block_size"],
+    "hf_causal_lm": [
+        "model.peft",
+        "model.lora.rank",
+        "model.lora.alpha",
+        "model.lora.dropout",
+        "model.gradient_checkpointing",
+        "model.optimizer.lr",
+        "data.block_size",
+    ],
 }
-DATA = {"gan": "mnist", "vae": "mnist", "transformer": "pydocs", "lstm": "pydocs"}
+DATA = {"gan": "mnist", "vae": "mnist", "transformer": "pydocs", "lstm": "pydocs", "hf_causal_lm": "pydocs"}
+# what a model needs on every command line (building loads no pretrained files: any name does)
+REQUIRED = {"hf_causal_lm": ["model.pretrained=gpt2"]}
 
 values = st.one_of(
     st.integers(min_value=-(10**30), max_value=10**30),
@@ -89,7 +100,7 @@ def override_sets(draw) -> list[str]:
     model = draw(st.sampled_from(sorted(MODEL_KEYS)))
     data = draw(st.sampled_from([DATA[model], DATA[model], "mnist", "pydocs", "cifar10", "nope"]))
     keys = draw(st.lists(st.sampled_from(SHARED_KEYS + MODEL_KEYS[model]), min_size=1, max_size=3, unique=True))
-    overrides = [f"model={model}", f"data={data}"]
+    overrides = [f"model={model}", f"data={data}", *REQUIRED.get(model, [])]
     for key in keys:
         value = draw(values)
         overrides.append(f"{key}={value!r}" if isinstance(value, float) else f"{key}={value}")
@@ -173,6 +184,18 @@ def test_every_override_set_is_accepted_and_builds_or_is_refused_in_one_line(tmp
         (
             ["model=lstm", "data=pydocs", "model.net.cell=xyz"],
             "model.net.cell='xyz': input should be 'lstm', 'gru' or 'rnn'",
+        ),
+        (
+            ["model=hf_causal_lm", "data=pydocs"],
+            "model.pretrained has no value (??? in its config): add model.pretrained=<value> to the command",
+        ),
+        (
+            ["model=hf_causal_lm", "data=pydocs", "model.pretrained=gpt2", "model.lora.rank=0"],
+            "rank: input should be greater than 0",
+        ),
+        (
+            ["model=transformer", "data=pydocs", "data/tokenizer=pretrained"],
+            "data=pydocs needs model.pretrained (data.tokenizer.pretrained), which model=transformer does not have",
         ),
         (["register=a/b"], "register='a/b': a registered model's name is letters, digits"),
         (["register=best", "logger.mlflow.pyfunc=false"], "register= needs the run's MLflow model"),

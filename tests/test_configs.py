@@ -18,6 +18,9 @@ GROUPS = ["data", "data/tokenizer", "model", "trainer", "logger", "callbacks", "
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))]
 
 
+PRETRAINED = ["model=hf_causal_lm", "model.pretrained=gpt2"]
+
+
 def uses_images(group: str, option: str) -> bool:
     """Image models read ${data.image_shape}, which image data declares: pair like with like."""
     text = (CONF_DIR / group / f"{option}.yaml").read_text()
@@ -30,9 +33,10 @@ def partner(group: str, option: str) -> list[str]:
         path = [f"data.path={CONF_DIR / 'train.yaml'}"] if option == "text" else []
         return [] if uses_images(group, option) else ["model=transformer", *path]
     if group == "data/tokenizer":
-        return ["data=pydocs", "model=transformer"]
+        # the pretrained tokenizer is the pretrained model's (building loads neither)
+        return ["data=pydocs", *(PRETRAINED if option == "pretrained" else ["model=transformer"])]
     if group == "model":
-        return [] if uses_images(group, option) else ["data=pydocs"]
+        return [] if uses_images(group, option) else ["data=pydocs", *(PRETRAINED if option == "hf_causal_lm" else [])]
     return []
 
 

@@ -26,4 +26,4 @@ def test_evaluate_logs_test_metrics_into_the_trained_run(tmp_path: Path):
 def test_evaluate_without_a_model_says_what_to_pass(tmp_path: Path):
     result = run_aigc(tmp_path, module="aigc.evaluate")
     assert result.returncode == 1
-    assert "run_id=<mlflow run id> or ckpt_path=<checkpoint file>" in result.stderr
+    assert "run_id=<mlflow run id>, ckpt_path=<checkpoint file>, or model=<name> data=<name>" in result.stderr

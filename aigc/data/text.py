@@ -34,7 +34,7 @@ from aigc.constraints import NonNegativeInt, OpenFraction, PositiveInt
 from aigc.data.corpora import Corpus
 from aigc.data.sharding import IGNORE_INDEX, evaluation_data, rank_and_world
 from aigc.data.source import DataSource, digest
-from aigc.data.tokenizers import BPETokenizer, CharTokenizer
+from aigc.data.tokenizers import BPETokenizer, CharTokenizer, PretrainedTokenizer
 
 # Lightning warns about every IterableDataset that has __len__, in case workers duplicate data;
 # ours splits its batches between workers (and defines __len__ so the epoch length, the progress
@@ -54,7 +54,7 @@ class TextDataModule(LightningDataModule):
     def __init__(
         self,
         corpus: Corpus,
-        tokenizer: CharTokenizer | BPETokenizer,
+        tokenizer: CharTokenizer | BPETokenizer | PretrainedTokenizer,
         block_size: PositiveInt = 64,
         batch_size: PositiveInt = 12,
         num_workers: NonNegativeInt = 0,

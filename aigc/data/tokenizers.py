@@ -1,6 +1,6 @@
 """Tokenizers: text <-> token ids, fitted on the training split only.
 
-Both kinds share one interface: ``fit(text) -> self``, ``encode(str) -> list[int]``,
+Every kind shares one interface: ``fit(text) -> self``, ``encode(str) -> list[int]``,
 ``decode(list[int]) -> str``, ``vocab_size`` (after fitting), and ``to_json()`` /
 ``from_json(str)``. The JSON is a plain string so it can be an MLflow artifact and live
 inside a Lightning checkpoint that ``torch.load(weights_only=True)`` opens;
@@ -137,11 +137,64 @@ def _byte_level(tokenizer: Tokenizer) -> Tokenizer:
     return tokenizer
 
 
-TOKENIZERS = {cls.kind: cls for cls in (CharTokenizer, BPETokenizer)}
+class PretrainedTokenizer:
+    """A pretrained model's own tokenizer (``model=hf_causal_lm``): loaded, never fitted.
+
+    ``pretrained`` is a hub name or a ``save_pretrained`` folder. Texts are encoded without
+    special tokens (a BOS a model's tokenizer would add to every text has no place inside a
+    stream of windows). Only the fast tokenizer (Hugging Face ``tokenizers``) is kept, so the
+    JSON holds everything encoding and decoding need and a checkpoint samples without the hub.
+    """
+
+    kind = "pretrained"
+
+    def __init__(self, pretrained: str):
+        self.pretrained = pretrained
+        self._tokenizer: Tokenizer | None = None
+
+    def fit(self, text: str) -> "PretrainedTokenizer":
+        from transformers import AutoTokenizer  # a second or two to import: only for pretrained models
+
+        from aigc.hub import load_pretrained
+
+        loaded = load_pretrained(AutoTokenizer.from_pretrained, self.pretrained)
+        if not loaded.is_fast:
+            raise ValueError(f"model.pretrained={self.pretrained} has no fast (tokenizers) tokenizer")
+        self._tokenizer = loaded.backend_tokenizer
+        return self
+
+    @property
+    def vocab_size(self) -> int:
+        return self._fitted().get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        return self._fitted().encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self._fitted().decode(list(ids))
+
+    def to_json(self) -> str:
+        state = {"kind": self.kind, "pretrained": self.pretrained, "tokenizer": json.loads(self._fitted().to_str())}
+        return json.dumps(state, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "PretrainedTokenizer":
+        state = json.loads(text)
+        tokenizer = cls(state["pretrained"])
+        tokenizer._tokenizer = Tokenizer.from_str(json.dumps(state["tokenizer"]))
+        return tokenizer
+
+    def _fitted(self) -> Tokenizer:
+        if self._tokenizer is None:
+            raise RuntimeError("PretrainedTokenizer is not loaded: call fit(train_text) first")
+        return self._tokenizer
 
 
-def load_tokenizer(text: str) -> CharTokenizer | BPETokenizer:
-    """Rebuild a fitted tokenizer of either kind from its ``to_json()`` string."""
+TOKENIZERS = {cls.kind: cls for cls in (CharTokenizer, BPETokenizer, PretrainedTokenizer)}
+
+
+def load_tokenizer(text: str) -> CharTokenizer | BPETokenizer | PretrainedTokenizer:
+    """Rebuild a fitted tokenizer of any kind from its ``to_json()`` string."""
     kind = json.loads(text)["kind"]
     if kind not in TOKENIZERS:
         raise ValueError(f"unknown tokenizer kind {kind!r} (known: {', '.join(TOKENIZERS)})")

@@ -299,6 +299,8 @@ class LanguageModel(LightningModule):
         prompt = torch.as_tensor(prompt_ids, dtype=torch.long, device=self.device).view(1, -1)
 
         def step(ids, state):
+            if state is None and hasattr(self.net, "new_cache"):
+                state = self.net.new_cache()  # a net that keeps a cache only when handed one (Hugging Face's)
             # net.forward, not net(): a compiled net would recompile for every new shape
             logits, state = self.net.forward(ids, state)
             return logits[:, -1], state

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from aigc.constraints import PositiveInt, Probability
+from aigc.models.nets.decay import weight_decay_groups
 
 
 @dataclass
@@ -197,8 +198,4 @@ class GPT(nn.Module):
         nanoGPT's choice; today's nanoGPT decays every 2-D tensor, embeddings included). The
         first group takes the optimizer's ``weight_decay``; the second sets it to 0.
         """
-        kept = (nn.Embedding, nn.LayerNorm)
-        no_decay = {id(p) for m in self.modules() if isinstance(m, kept) for p in m.parameters()}
-        decay = [p for p in self.parameters() if p.dim() >= 2 and id(p) not in no_decay]
-        rest = [p for p in self.parameters() if p.dim() < 2 or id(p) in no_decay]
-        return [{"params": decay}, {"params": rest, "weight_decay": 0.0}]
+        return weight_decay_groups(self)
