@@ -4,6 +4,8 @@ quietly. ``pyproject.toml`` pins Lightning to the range these were checked on.
 
 - ``batches_that_stepped``: the step Lightning gives the metrics it logs (the metric step
   that sample grids and text reports line up with);
+- ``writes_logs_now``: whether the loggers write at this step (``aigc.models.training_log``
+  logs only then);
 - ``MLFLOW_LOGGER``: what ``aigc.tracking.run.logger.MLflowLogger`` reads and sets in Lightning's
   ``MLFlowLogger`` it extends (the run, the experiment, the checkpoints it logs at the end);
 - ``DDP_STRATEGY``: what ``aigc.distributed.DDPStrategy`` hooks into (the DDP wrapper's
@@ -27,3 +29,9 @@ DDP_STRATEGY = ("_ddp_kwargs", "_setup_model")
 def batches_that_stepped(trainer) -> int:
     """Optimizer steps taken so far, as Lightning counts them for its loggers' step axis."""
     return trainer.fit_loop.epoch_loop._batches_that_stepped
+
+
+def writes_logs_now(trainer) -> bool:
+    """Whether Lightning's loggers write what is logged at this training step (every
+    ``log_every_n_steps``, and when training stops): Lightning's own test."""
+    return trainer._logger_connector.should_update_logs

@@ -44,6 +44,7 @@ def test_the_step_axis_counts_optimizer_steps(steps):
         enable_model_summary=False,
     )
     assert lightning_internals.batches_that_stepped(trainer) == 0
+    assert lightning_internals.writes_logs_now(trainer)  # no loop running: Lightning writes what is logged
     if steps:
         trainer.fit(Tiny(), torch.utils.data.DataLoader(torch.ones(8, 1), batch_size=1))
         assert lightning_internals.batches_that_stepped(trainer) == steps

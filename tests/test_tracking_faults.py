@@ -256,6 +256,36 @@ def test_a_spool_replays_each_write_once_with_its_files_and_names(tmp_path: Path
     assert [a.path for a in client.list_artifacts(run_id, "last")] == ["last/last.ckpt"]
 
 
+def test_metric_writes_reach_the_store_in_few_batches_and_in_order_with_the_other_writes(tmp_path: Path):
+    """A point per step would be a store transaction per step (milliseconds of the training CPU):
+    points that follow one another go as one batch, and a tag or the status still comes after them."""
+    from mlflow.entities import Metric
+
+    from aigc.tracking.store.spool import SpoolingClient
+
+    client = client_for(tmp_path)
+    run_id = client.create_run(client.create_experiment("gathered")).info.run_id
+    batches = []
+
+    class Counting(MlflowClient):
+        def log_batch(self, run_id, metrics=(), params=(), tags=(), **kwargs):
+            batches.append((len(metrics), len(tags)))
+            return super().log_batch(run_id, metrics=metrics, params=params, tags=tags, **kwargs)
+
+    spooling = SpoolingClient(Counting(f"sqlite:///{tmp_path}/mlflow.db"), tmp_path / "spool", "sqlite")
+    for step in range(200):
+        spooling.log_batch(run_id, metrics=[Metric("train/loss", 1.0 / (step + 1), 0, step)])
+        if step == 100:
+            spooling.log_batch(run_id, tags=[RunTag("halfway", "yes")])
+    spooling.set_terminated(run_id, "FINISHED")
+    assert spooling.flush(timeout_s=30, close=True) == 0
+    assert sorted(m.step for m in client.get_metric_history(run_id, "train/loss")) == list(range(200))
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert len(batches) < 20 and sum(n for n, _ in batches) == 200
+    tag_at = batches.index((0, 1))
+    assert sum(n for n, _ in batches[:tag_at]) == 101  # the points before the tag went before it
+
+
 def test_a_planted_spool_can_not_upload_files_from_elsewhere_or_call_other_methods(tmp_path: Path):
     import json
 

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 
 from aigc.models.vae import gaussian_kl
 from aigc.models.vae_likelihoods import Bernoulli, Gaussian
@@ -97,3 +98,26 @@ def test_a_short_run_logs_the_elbo_terms_and_checkpoints_by_val_elbo(compose_cfg
     assert (checkpoint.monitor, checkpoint.mode) == ("val/elbo", "max") == tuple(cfg.objective.values())
     saved = torch.load(checkpoint.best_model_path, weights_only=True)  # plain values only
     assert saved["hyper_parameters"]["beta"] == 1.0 and saved["hyper_parameters"]["latent_dim"] == 16
+
+
+@pytest.mark.parametrize("every", [1, 2])
+def test_step_values_are_written_where_lightning_writes_and_epoch_means_cover_every_batch(compose_cfg, tmp_path, every):
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    cfg = compose_cfg(
+        "model=vae", "debug=fast", "logger=none", "data.download=false", f"trainer.log_every_n_steps={every}"
+    )
+    job = build(cfg)
+    job.trainer = instantiate(cfg.trainer, logger=CSVLogger(tmp_path), callbacks=[], enable_checkpointing=False)
+    seen = []
+    losses = job.model.losses
+    job.model.losses = lambda images, noise=None: seen.append(loss := losses(images, noise)) or loss
+    job.trainer.fit(job.model, datamodule=job.datamodule)
+    rows = list(csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))))
+    steps = [int(r["step"]) for r in rows if r.get("train/loss")]
+    assert steps == [s for s in range(6) if (s + 1) % every == 0]
+    training = [float(s["loss"]) for s in seen if s["loss"].requires_grad]  # not validation's
+    epochs = [float(r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch")]
+    assert epochs == pytest.approx([sum(training[:3]) / 3, sum(training[3:]) / 3], rel=1e-5)

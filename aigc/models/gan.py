@@ -14,6 +14,7 @@ from torch import nn
 from aigc.constraints import PositiveFloat
 from aigc.models.batches import real_images
 from aigc.models.modes import evaluating
+from aigc.models.training_log import TrainingLog
 
 
 class GAN(LightningModule):
@@ -41,6 +42,7 @@ class GAN(LightningModule):
         self.optimizer_d = optimizer_d
         self.loss = loss
         self.grad_clip = grad_clip
+        self._training_log = TrainingLog()
 
     @property
     def latent_dim(self) -> int:
@@ -79,9 +81,11 @@ class GAN(LightningModule):
         self.untoggle_optimizer(opt_g)
 
         losses = {"train/loss_g": loss_g.detach(), "train/loss_d": loss_d.detach()}
-        self.log_dict(losses, prog_bar=True)
-        self.log_dict({f"{k}_epoch": v for k, v in losses.items()}, on_step=False, on_epoch=True, sync_dist=True)
-        return losses
+        self._training_log.step(self, losses, real.shape[0])
+        return losses  # the NaN guard reads them
+
+    def on_train_epoch_end(self) -> None:
+        self._training_log.epoch_end(self)
 
     def validation_step(self, batch, batch_idx):
         self._score_discriminator(batch, batch_idx, "val")

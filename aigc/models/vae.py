@@ -18,6 +18,7 @@ from torch import nn
 from aigc.constraints import NonNegativeFloat, PositiveInt
 from aigc.models.batches import real_images
 from aigc.models.modes import evaluating
+from aigc.models.training_log import TrainingLog
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -50,6 +51,7 @@ class VAE(LightningModule):
         self.optimizer = optimizer
         self.latent_dim = latent_dim
         self.beta = beta
+        self._training_log = TrainingLog()
 
     def forward(self, images: torch.Tensor, noise: torch.Tensor | None = None):
         """Decoder outputs for z ~ q(z|images), with the posterior's mean and log-variance."""
@@ -69,10 +71,11 @@ class VAE(LightningModule):
 
     def training_step(self, batch, batch_idx):
         losses = self.losses(batch[0])
-        logged = {f"train/{name}": value.detach() for name, value in losses.items()}
-        self.log_dict(logged, prog_bar=True)
-        self.log_dict({f"{k}_epoch": v for k, v in logged.items()}, on_step=False, on_epoch=True, sync_dist=True)
+        self._training_log.step(self, {f"train/{name}": value for name, value in losses.items()}, len(batch[0]))
         return losses["loss"]
+
+    def on_train_epoch_end(self) -> None:
+        self._training_log.epoch_end(self)
 
     def validation_step(self, batch, batch_idx):
         self._score(batch, batch_idx, "val")

@@ -61,6 +61,9 @@ WRITES = ARTIFACT_WRITES | METADATA_WRITES
 ENTITIES = {cls.__name__: (cls, getattr(service_pb2, cls.__name__)) for cls in (Metric, Param, RunTag, DatasetInput)}
 # MLflow's answers that no retry will change: the write is dropped with a warning, not spooled
 PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST", "INVALID_STATE"}
+# metric writes that follow one another within this many seconds go to the store as one batch
+GATHER_S = 0.5
+MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch
 
 
 class Spool:
@@ -151,7 +154,7 @@ class SpoolingClient:
         self._degraded_since: float | None = None
         self._told = False
         self._count = 0
-        self._in_flight: dict | None = None
+        self._in_flight: list[dict] = []  # taken from the queue, not yet sent
         self._run_id: str | None = None
         self._next_heartbeat = 0.0
 
@@ -184,7 +187,7 @@ class SpoolingClient:
         if close:
             self._closed.set()
         with self._lock:
-            abandoned = [self._in_flight] if self._in_flight else []
+            abandoned = list(self._in_flight)
             while True:
                 try:
                     abandoned.append(self._queue.get_nowait())
@@ -223,25 +226,55 @@ class SpoolingClient:
             self._to_spool(record)
 
     def _work(self) -> None:
-        while not (self._closed.is_set() and self._queue.empty()):
-            try:
-                record = self._queue.get(timeout=min(self._probe_every_s, self._heartbeat_s))
-            except queue.Empty:
-                record = None
+        held = None  # a write taken from the queue while gathering metrics: sent next
+        while not (self._closed.is_set() and self._queue.empty() and held is None):
+            if held is not None:
+                record, held = held, None
+            else:
+                try:
+                    record = self._queue.get(timeout=min(self._probe_every_s, self._heartbeat_s))
+                except queue.Empty:
+                    record = None
             if record is not None:
+                taken = [record]
                 with self._lock:
-                    self._in_flight = record
+                    self._in_flight = [record]
+                if _metrics_only(record) and not self.degraded:
+                    held = self._gather_metrics(taken)
+                    record = _merged(taken)
+                with self._lock:
+                    self._in_flight = [record] + ([held] if held is not None else [])
                 try:
                     self._to_spool(record) if self.degraded else self._send(record)
                 finally:
                     with self._lock:
-                        self._in_flight = None
-                    self._queue.task_done()
+                        self._in_flight = [held] if held is not None else []
+                    for _ in taken:
+                        self._queue.task_done()
             if self.degraded and time.monotonic() - self._degraded_since > self._probe_every_s:
                 if self._store_answers():
                     self._replay()
             elif not self.degraded and not self._closed.is_set():
                 self._heartbeat()
+
+    def _gather_metrics(self, taken: list[dict]) -> dict | None:
+        """Add to ``taken`` the metric writes that follow it in the next ``GATHER_S`` seconds (one
+        store transaction for many points: a SQLite write costs milliseconds of the CPU that
+        trains); returns the first other write met, to be sent after them."""
+        deadline = time.monotonic() + GATHER_S
+        count = len(taken[0]["args"]["metrics"])
+        while count < MAX_METRICS_PER_BATCH and not self._closed.is_set():
+            try:
+                record = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return None
+            with self._lock:
+                self._in_flight.append(record)
+            if not _metrics_only(record) or record["args"]["run_id"] != taken[0]["args"]["run_id"]:
+                return record
+            taken.append(record)
+            count += len(record["args"]["metrics"])
+        return None
 
     def _send(self, record: dict) -> None:
         error = _apply_with_retries(self._client, record, self._spool.files, self._retries)
@@ -327,6 +360,20 @@ def _apply_with_retries(client, record: dict, files: Path, retries: int) -> Base
                 return error
             time.sleep(0.5 * 2**attempt)
     return None
+
+
+def _metrics_only(record: dict) -> bool:
+    args = record["args"]
+    return record["op"] == "log_batch" and bool(args.get("metrics")) and not args.get("params") and not args.get("tags")
+
+
+def _merged(records: list[dict]) -> dict:
+    """One ``log_batch`` of the metrics of ``records`` (metric writes of one run, in order)."""
+    if len(records) == 1:
+        return records[0]
+    first = records[0]
+    metrics = [metric for record in records for metric in record["args"]["metrics"]]
+    return {**first, "id": f"{first['id']}+{len(records) - 1}", "args": {**first["args"], "metrics": metrics}}
 
 
 def _write_name(record: dict) -> str:
