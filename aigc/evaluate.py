@@ -33,6 +33,7 @@ from aigc.tracking.run.record import record_run, recorded, typed_overrides
 from aigc.tracking.store.checkpoints import checkpoint_of_run
 from aigc.tracking.store.client import open_store, stored_run
 from aigc.training import CODE_DIR
+from aigc.validation import validate
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -93,6 +94,7 @@ def score_as_configured(cfg: DictConfig) -> dict[str, float]:
         raise ValueError("score a trained model (run_id=, ckpt_path=) or one as configured (model=), not both")
     if cfg.get("data") is None:
         raise ValueError(f"model={HydraConfig.get().runtime.choices.model} is scored on data: add data=<name>")
+    validate(cfg)
     config = recorded(cfg, without=("hydra", "callbacks"))  # training's callbacks: none here
     model = instantiate(cfg.model, _convert_="all")
     datamodule = instantiate(cfg.data, _convert_="all")

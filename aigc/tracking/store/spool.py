@@ -258,14 +258,15 @@ class SpoolingClient:
                 self._heartbeat()
 
     def _gather_metrics(self, taken: list[dict]) -> dict | None:
-        """Add to ``taken`` the metric writes that follow it in the next ``GATHER_S`` seconds (one
-        store transaction for many points: a SQLite write costs milliseconds of the CPU that
-        trains); returns the first other write met, to be sent after them."""
-        deadline = time.monotonic() + GATHER_S
+        """Add to ``taken`` the metric writes queued in the next ``GATHER_S`` seconds (one store
+        transaction for many points: a SQLite write costs milliseconds of the CPU that trains);
+        returns the first other write met, to be sent after them. The thread sleeps meanwhile
+        rather than wake for every point."""
+        self._closed.wait(GATHER_S)
         count = len(taken[0]["args"]["metrics"])
-        while count < MAX_METRICS_PER_BATCH and not self._closed.is_set():
+        while count < MAX_METRICS_PER_BATCH:
             try:
-                record = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                record = self._queue.get_nowait()
             except queue.Empty:
                 return None
             with self._lock:
