@@ -94,8 +94,9 @@ def score_as_configured(cfg: DictConfig) -> dict[str, float]:
         raise ValueError("score a trained model (run_id=, ckpt_path=) or one as configured (model=), not both")
     if cfg.get("data") is None:
         raise ValueError(f"model={HydraConfig.get().runtime.choices.model} is scored on data: add data=<name>")
-    validate(cfg)
-    config = recorded(cfg, without=("hydra", "callbacks"))  # training's callbacks: none here
+    # training's callbacks (checkpoints by the objective) have no place here: neither checked nor recorded
+    validate(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "callbacks"]))
+    config = recorded(cfg, without=("hydra", "callbacks"))
     model = instantiate(cfg.model, _convert_="all")
     datamodule = instantiate(cfg.data, _convert_="all")
     logger = MLflowLogger(
