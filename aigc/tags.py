@@ -9,6 +9,7 @@ CHECKPOINTS = "aigc.checkpoints"  # the folder the run writes its checkpoints to
 HEARTBEAT = "aigc.heartbeat"  # seconds since the epoch, refreshed while the run trains
 END = "aigc.end"  # "lost": ended FAILED by `aigc.runs reap`, its heartbeat stopped
 TASK = "aigc.task"  # "evaluate" on a run that scored a model as configured, untrained (aigc.evaluate model=...)
+PRECISION = "aigc.precision"  # what the Trainer computed in, and why ("bf16-mixed (auto: a CUDA GPU with bf16)")
 OBJECTIVE = "aigc.objective"  # "<mode> <metric>": what "best" means for the run (conf/objective/)
 
 # a sweep: its parent run, and each job's run

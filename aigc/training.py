@@ -20,6 +20,7 @@ from aigc.callbacks import ConfigSnapshot
 from aigc.callbacks.random_state import RandomState
 from aigc.capabilities import MissingCapability
 from aigc.hub import PretrainedUnavailable
+from aigc.precision import choose_precision
 from aigc.stored import read_checkpoint
 from aigc.tracking.run.lifecycle import tracked_run
 from aigc.tracking.run.logger import MLflowLogger
@@ -36,6 +37,7 @@ class Job:
     model: L.LightningModule
     trainer: L.Trainer
     tracker: MLflowLogger | None
+    precision: str  # what the Trainer computes in, and why (trainer.precision=auto chooses)
     config: dict  # resolved, env secrets as text, plain containers: what params, artifacts and checkpoints record
 
 
@@ -51,11 +53,13 @@ def build(cfg: DictConfig) -> Job:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()] if on_rank_zero else []
     with within_memory():
         model = instantiate(cfg.model, _convert_="all")
+    precision, why = choose_precision(cfg.trainer.get("precision"), cfg.trainer.get("accelerator"))
     return Job(
         datamodule=instantiate(cfg.data, _convert_="all"),
         model=model,
-        trainer=instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False),
+        trainer=instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=precision),
         tracker=next((lg for lg in loggers if isinstance(lg, MLflowLogger)), None),
+        precision=f"{precision} ({why})",
         config=config,
     )
 
@@ -88,7 +92,7 @@ def train(cfg: DictConfig) -> float | None:
         tracker.open_run()
     with tracked_run(tracker):
         if tracker is not None:
-            where = {tags.CHECKPOINTS: str(checkpoints)} if checkpoints else {}
+            where = {tags.PRECISION: job.precision} | ({tags.CHECKPOINTS: str(checkpoints)} if checkpoints else {})
             if hydra_cfg.mode == RunMode.MULTIRUN:
                 where |= {
                     tags.SWEEP_JOB: str(hydra_cfg.job.num),

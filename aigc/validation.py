@@ -21,10 +21,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.trainer.connectors.accelerator_connector import _PRECISION_INPUT
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError, InterpolationToMissingValueError, MissingMandatoryValue
 from pydantic import AfterValidator, ConfigDict, StringConstraints, TypeAdapter, ValidationError
@@ -48,6 +49,8 @@ EXTRA: dict[tuple[str, str], Any] = {
     ("lightning.pytorch.trainer.trainer.Trainer", "max_epochs"): Annotated[int | None, AfterValidator(_epoch_limit)],
     ("lightning.pytorch.trainer.trainer.Trainer", "limit_train_batches"): Annotated[int | float, Gt(0)] | None,
     ("lightning.pytorch.trainer.trainer.Trainer", "log_every_n_steps"): Annotated[int, Gt(0)] | None,
+    # Lightning's precisions, and auto (aigc.precision: bf16-mixed where the hardware gains from it)
+    ("lightning.pytorch.trainer.trainer.Trainer", "precision"): _PRECISION_INPUT | Literal["auto"] | None,
     # a count, a list of indices, or Lightning's strings: "auto", "-1", "2", "0,1"
     ("lightning.pytorch.trainer.trainer.Trainer", "devices"): (
         int | list[int] | Annotated[str, StringConstraints(pattern=r"^(auto|-1|\d+(,\d+)*,?)$")]

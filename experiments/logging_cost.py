@@ -13,6 +13,7 @@ experiments/logging_cost.md.
 
 import argparse
 import statistics
+import time
 from pathlib import Path
 
 from bare_loop import MODELS, WARMUP, aigc_step_ms  # the same timed run (this folder is the script's, on sys.path)
@@ -42,11 +43,28 @@ def main() -> None:
             f"| {every} | {statistics.median(a for a, _ in pairs):.2f} | {statistics.median(b for _, b in pairs):.2f} "
             f"| {100 * statistics.median(costs):+.1f}% | {', '.join(f'{100 * c:+.1f}%' for c in costs)} |"
         )
-    table = "\n".join(lines)
+    table = "\n".join(lines) + "\n\n" + system_metrics_cost()
     print(table)
     Path(__file__).with_suffix(".md").write_text(
         f"# What MLflow logging costs per step\n\n`.venv/bin/python experiments/logging_cost.py` ({args.model}, "
         f"2 CPU cores, offline, {args.steps} steps after {WARMUP} warm-up).\n\n{table}\n"
+    )
+
+
+def system_metrics_cost(samples: int = 50, interval_s: float = 10.0) -> str:
+    """What one sample of MLflow's system metrics monitor costs (CPU, memory, disk, network; the
+    runs above include it, every 10 s by default), as a share of one core at the default interval."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor("not-started", tracking_uri="sqlite:///:memory:")
+    start = time.process_time()
+    for _ in range(samples):
+        monitor.collect_metrics()
+    monitor.aggregate_metrics()
+    ms = 1000 * (time.process_time() - start) / samples
+    return (
+        f"System metrics (`logger.mlflow.system_metrics_s={interval_s:g}`, the default): one "
+        f"sample costs {ms:.2f} ms of CPU, {100 * ms / (1000 * interval_s):.3f}% of one core at that interval."
     )
 
 

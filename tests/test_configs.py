@@ -127,11 +127,14 @@ def test_trainer_configs_instantiate(compose_cfg, trainer):
         (("model=vae",), {"sample_grid", "image_metrics", "reconstruction_grid"}),
         (("model=transformer", "data=pydocs"), {"text_metrics"}),
         (("model=lstm", "data=pydocs"), {"text_metrics"}),
+        (("model=hf_causal_lm", "data=pydocs", "model.pretrained=gpt2"), {"text_metrics"}),
     ],
 )
 def test_a_model_family_brings_its_callbacks_and_they_find_what_they_need(compose_cfg, overrides, family):
     cfg = compose_cfg(*overrides)
-    assert set(cfg.callbacks) == {"model_checkpoint", "stop_on_non_finite_loss", "progress_bar"} | family
+    assert (
+        set(cfg.callbacks) == {"model_checkpoint", "learning_rates", "stop_on_non_finite_loss", "progress_bar"} | family
+    )
     model, datamodule = instantiate(cfg.model, _convert_="all"), instantiate(cfg.data, _convert_="all")
     for node in cfg.callbacks.values():
         callback = instantiate(node)

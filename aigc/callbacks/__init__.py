@@ -4,6 +4,7 @@ None is tied to one logger."""
 from aigc.callbacks.config_snapshot import ConfigSnapshot
 from aigc.callbacks.finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
 from aigc.callbacks.image_metrics import ImageMetrics
+from aigc.callbacks.learning_rates import LearningRates
 from aigc.callbacks.reconstruction_grid import ReconstructionGrid
 from aigc.callbacks.sample_grid import SampleGrid
 from aigc.callbacks.text_metrics import TextMetrics
@@ -11,6 +12,7 @@ from aigc.callbacks.text_metrics import TextMetrics
 __all__ = [
     "ConfigSnapshot",
     "ImageMetrics",
+    "LearningRates",
     "NonFiniteLossError",
     "ReconstructionGrid",
     "SampleGrid",

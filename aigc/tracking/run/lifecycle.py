@@ -38,5 +38,6 @@ def tracked_run(logger: MLflowLogger | None) -> Iterator[None]:
 def _end(logger: MLflowLogger | None, status: str, timeout_s: float = 30) -> None:
     """The terminal status, then every queued write (what the store doesn't take stays spooled)."""
     if logger is not None and logger.run_id is not None:
+        logger.stop_system_metrics()
         logger.experiment.set_terminated(logger.run_id, status)
         logger.flush_writes(timeout_s, close=True)

@@ -17,6 +17,7 @@ from aigc import tags
 from aigc.constraints import PositiveFloat
 from aigc.tracking.run.model import log_run_model
 from aigc.tracking.run.signals import uninterrupted
+from aigc.tracking.run.system_metrics import SystemMetrics
 from aigc.tracking.store.client import default_artifact_location, experiment_id, open_store, reachable_store
 from aigc.tracking.store.models import register
 from aigc.tracking.store.spool import SpoolingClient
@@ -34,7 +35,10 @@ class MLflowLogger(MLFlowLogger):
     gone) are cut to a short timeout; the spool takes their place.
 
     ``pyfunc``: when training ends, the run's best (else last) weights are logged as its MLflow
-    model (``log_run_model``); Lightning's ``log_model`` is about the checkpoint artifacts."""
+    model (``log_run_model``); Lightning's ``log_model`` is about the checkpoint artifacts.
+
+    ``system_metrics_s``: sample the machine (CPU, memory, disk, network, GPU) this often into
+    ``system/*`` metrics while the run is open (``aigc.tracking.run.system_metrics``); None: off."""
 
     def __init__(
         self,
@@ -46,6 +50,7 @@ class MLflowLogger(MLFlowLogger):
         spool_dir: str | None = None,
         heartbeat_s: PositiveFloat = 30.0,
         pyfunc: bool = True,
+        system_metrics_s: PositiveFloat | None = None,
         **kwargs,
     ):
         if spool_dir is not None:
@@ -64,6 +69,8 @@ class MLflowLogger(MLFlowLogger):
         self._mlflow_client = UninterruptedClient(self._writes or client)
         self._parent_run_id = parent_run_id
         self.pyfunc = pyfunc
+        self._system_metrics_s = system_metrics_s
+        self._system_metrics: SystemMetrics | None = None
         self._continuing = False
         # continuing a run: per metric, the last step it already has (points up to it are not logged again)
         self._logged_until: dict[str, int] = {}
@@ -97,6 +104,17 @@ class MLflowLogger(MLFlowLogger):
                 client.update_run(self._run_id, status="RUNNING")
                 if tags.END in run.data.tags:  # reaped as lost (aigc.runs): it lives again
                     client.delete_tag(self._run_id, tags.END)
+            if self._system_metrics_s:
+                self._system_metrics = SystemMetrics(
+                    self.run_id, self._tracking_uri, self._system_metrics_s, resume=self._continuing
+                )
+
+    def stop_system_metrics(self) -> None:
+        """Stop sampling system metrics (before the run's status is written: the monitor stops
+        by itself when it sees the run end, but only at its next sample)."""
+        if self._system_metrics is not None:
+            self._system_metrics.stop()
+            self._system_metrics = None
 
     def continue_run(self, run_id: str) -> None:
         """Log into the existing run ``run_id`` (resuming it) instead of creating one. Points at
@@ -150,6 +168,7 @@ class MLflowLogger(MLFlowLogger):
         and a failure to store them leaves the run FINISHED (or FAILED), never RUNNING."""
         if not self._initialized:
             return
+        self.stop_system_metrics()
         self.experiment.set_terminated(
             self.run_id, {"success": "FINISHED", "failed": "FAILED"}.get(status, status.upper())
         )

@@ -1,0 +1,41 @@
+"""Training controls as config: weight EMA, early stopping on the objective, precision=auto."""
+
+import torch
+
+from aigc.precision import choose_precision, cpu_has_amx
+from aigc.training import build
+
+QUICK = ("model=vae", "debug=fast", "logger=none", "data.download=false")
+
+
+def test_ema_weights_are_the_ones_evaluated_and_saved(compose_cfg):
+    cfg = compose_cfg(*QUICK, "callbacks=[default,ema]", "callbacks.ema.decay=0.5")
+    job = build(cfg)
+    job.trainer.fit(job.model, datamodule=job.datamodule)
+    saved = torch.load(job.trainer.checkpoint_callback.last_model_path, weights_only=True)
+    averaged, raw = saved["state_dict"], saved["current_model_state"]
+    name = next(key for key in averaged if key.endswith("weight"))
+    assert not torch.equal(averaged[name], raw[name])  # the average is not the last step's weights
+    # when training ends the model holds the average: what sampling, scoring and the MLflow model use
+    assert torch.equal(job.model.state_dict()[name], averaged[name])
+
+
+def test_early_stopping_ends_training_when_the_objective_stops_improving(compose_cfg):
+    overrides = ("callbacks=[default,early_stopping]", "callbacks.early_stopping.patience=0", "trainer.max_epochs=5")
+    cfg = compose_cfg(*QUICK, *overrides, "callbacks.early_stopping.min_delta=1000")
+    job = build(cfg)
+    job.trainer.fit(job.model, datamodule=job.datamodule)
+    assert job.trainer.current_epoch == 2  # the second validation did not improve val/elbo by 1000: stop
+    assert job.trainer.early_stopping_callback.monitor == cfg.objective.metric == "val/elbo"
+
+
+def test_precision_auto_takes_bf16_where_the_hardware_has_bf16_units(compose_cfg, tmp_path):
+    assert choose_precision("32-true") == ("32-true", "as configured")
+    with_amx, without = tmp_path / "amx", tmp_path / "plain"
+    with_amx.write_text("flags\t\t: fpu sse avx512f amx_bf16 amx_tile\n")
+    without.write_text("flags\t\t: fpu sse avx2\n")
+    assert cpu_has_amx(with_amx) and not cpu_has_amx(without) and not cpu_has_amx(tmp_path / "none")
+
+    job = build(compose_cfg(*QUICK, "trainer.precision=auto", "trainer.accelerator=cpu"))
+    expected = "bf16-mixed" if cpu_has_amx() else "32-true"
+    assert job.trainer.precision == expected and job.precision.startswith(f"{expected} (auto: a CPU")
