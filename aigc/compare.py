@@ -5,7 +5,9 @@
     python -m aigc.compare experiment_name=gan-mnist curves=[val/fid_mnist,train/loss_d]
 
 Writes ``runs.csv``, ``curves.png`` and ``params.png`` to its output folder; for a
-sweep they are logged to the parent run under ``compare/``.
+sweep they are logged to the parent run under ``compare/``. Runs that differ only in ``seed``
+(``python -m aigc.run -m seed=1,2,3 model.beta=1,4``) are also grouped: ``seeds.csv`` (mean ±
+sd of the final and best value per group, groups ranked) and ``seeds.png`` (mean curves, ±1 sd bands).
 """
 
 import csv
@@ -37,21 +39,31 @@ def compare(cfg: DictConfig) -> reports.Comparison:
         print(f"\nBest run: {best.info.run_name} ({best.info.run_id}), final {found.metric}={found.final(best):.6g}")
 
     out = Path(HydraConfig.get().runtime.output_dir)
-    with open(out / "runs.csv", "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
     files = [
-        out / "runs.csv",
+        _csv(rows, out / "runs.csv"),
         reports.plot_curves(found, client, list(cfg.curves) or [found.metric], out / "curves.png"),
         reports.plot_params(found, out / "params.png"),
     ]
+    groups = reports.seed_groups(found, client)
+    if groups:
+        group_rows = reports.group_table(found, groups)
+        print(f"\nRuns that differ only in seed, best group first:\n{reports.format_table(group_rows)}")
+        files.append(_csv(group_rows, out / "seeds.csv"))
+        files.append(reports.plot_seed_groups(found, client, groups, out / "seeds.png"))
     print(f"Wrote {', '.join(f.name for f in files)} to {out}")
     if found.parent is not None:
         for file in files:
             client.log_artifact(found.parent.info.run_id, str(file), "compare")
         print(f"Logged them to the sweep's parent run {found.parent.info.run_id} under compare/")
     return found
+
+
+def _csv(rows: list[dict[str, str]], path: Path) -> Path:
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="compare")

@@ -47,3 +47,37 @@ def test_compare_unknown_experiment_is_one_clear_error(vae_sweep: Path, tmp_path
     result = run_aigc(vae_sweep, "experiment_name=nope", f"hydra.run.dir={tmp_path}", module="aigc.compare")
     assert result.returncode == 1
     assert "no experiment named 'nope' in this store; it has: vae-mnist" in result.stderr
+
+
+@pytest.mark.xdist_group("seed_groups")
+def test_runs_that_differ_only_in_seed_are_grouped_with_mean_and_sd(tmp_path: Path):
+    """Two learning rates x three seeds in a real store: groups, their mean ± sd, the better group first."""
+    import statistics
+
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = client_for(tmp_path)
+    experiment = client.create_experiment("seeds")
+    finals = {}
+    for lr, level in (("0.1", 2.0), ("0.01", 1.0)):
+        for seed in (1, 2, 3):
+            run = client.create_run(experiment).info.run_id
+            curve = [level + 1.0 / (step + 1) + 0.1 * seed * step for step in range(3)]
+            client.log_batch(
+                run,
+                metrics=[Metric("val/loss", value, 0, step) for step, value in enumerate(curve)],
+                params=[Param("seed", str(seed)), Param("model.optimizer.lr", lr), Param("paths.output_dir", run)],
+                tags=[RunTag("aigc.objective", "min val/loss")],
+            )
+            client.set_terminated(run)
+            finals.setdefault(lr, []).append(curve[-1])
+    result = run_aigc(tmp_path, "experiment_name=seeds", f"hydra.run.dir={tmp_path}/out", module="aigc.compare")
+    assert result.returncode == 0, result.stderr[-3000:]
+    groups = result.stdout.split("Runs that differ only in seed, best group first:")[1].splitlines()
+    rows = [line.split() for line in groups if line[:1].isdigit()]
+    assert [(row[0], row[1], row[3]) for row in rows] == [("1", "3", "0.01"), ("2", "3", "0.1")]  # rank, runs, lr
+    for row, lr in zip(rows, ("0.01", "0.1"), strict=True):
+        mean, sd = statistics.mean(finals[lr]), statistics.stdev(finals[lr])
+        assert row[4:7] == [f"{mean:.5g}", "±", f"{sd:.5g}"]
+    for name in ("seeds.csv", "seeds.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 0

@@ -4,9 +4,14 @@ Runs are an experiment's (sweep parents left out) or a sweep's children. They ar
 ranked by their final value of the objective each run recorded (the tag ``aigc.objective``,
 ``"<mode> <metric>"``), the value a sweep optimises; the best
 value over the run's steps is shown beside it.
+
+Runs that differ only in ``seed`` (``-m seed=1,2,3 ...``) are also grouped (``seed_groups``):
+each group's mean ± standard deviation of the final and the best value, groups ranked by the
+mean final value, and their curves as a mean with a ±1 sd band.
 """
 
 import math
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +35,9 @@ class Comparison:
     runs: list[Run]
     metric: str
     mode: str  # "min" or "max"
-    key_params: list[str]  # params whose values differ between the runs
+    key_params: list[str]  # params whose values differ between the runs (the first MAX_PARAM_COLUMNS)
     parent: Run | None = None  # the sweep's parent run, when comparing a sweep
+    varying: list[str] | None = None  # every param whose values differ
 
     def final(self, run: Run) -> float:
         return run.data.metrics.get(self.metric, math.nan)
@@ -72,16 +78,99 @@ def select(
     mode = mode or (recorded[1] if recorded and recorded[0] == metric else None) or "min"
     if metric is None:
         raise ValueError("the runs record no objective (tag aigc.objective): give metric=<name> (and mode=min|max)")
-    return Comparison(runs, metric, mode, _key_params(runs), parent)
+    varying = _varying_params(runs)
+    return Comparison(runs, metric, mode, varying[:MAX_PARAM_COLUMNS], parent, varying)
+
+
+@dataclass
+class SeedGroup:
+    """Runs whose params differ only in ``seed``."""
+
+    params: dict[str, str]  # the varying params (seed aside) that the runs share
+    runs: list[Run]
+    finals: list[float]
+    bests: list[float]
+
+    def mean(self, values: list[float]) -> float:
+        finite = [v for v in values if math.isfinite(v)]
+        return statistics.mean(finite) if finite else math.nan
+
+    def spread(self, values: list[float]) -> float:
+        """The sample standard deviation (nan for fewer than two runs)."""
+        finite = [v for v in values if math.isfinite(v)]
+        return statistics.stdev(finite) if len(finite) > 1 else math.nan
+
+
+def seed_groups(comparison: Comparison, client: MlflowClient) -> list[SeedGroup]:
+    """The runs grouped by every varying param but ``seed``, best group first (by mean final
+    value); empty unless ``seed`` varies and some group has more than one run."""
+    varying = comparison.varying or []
+    if "seed" not in varying:
+        return []
+    shared = [key for key in varying if key != "seed"]
+    groups: dict[tuple, SeedGroup] = {}
+    for run in comparison.runs:
+        values = tuple(run.data.params.get(key, "") for key in shared)
+        group = groups.setdefault(values, SeedGroup(dict(zip(shared, values, strict=True)), [], [], []))
+        group.runs.append(run)
+        group.finals.append(comparison.final(run))
+        group.bests.append(_best(comparison, client, run))
+    if all(len(group.runs) == 1 for group in groups.values()):
+        return []
+    sign = 1 if comparison.mode == "min" else -1
+    return sorted(groups.values(), key=lambda g: (math.isnan(g.mean(g.finals)), sign * g.mean(g.finals)))
+
+
+def group_table(comparison: Comparison, groups: list[SeedGroup]) -> list[dict[str, str]]:
+    """One row per seed group: its shared params, run count, mean ± sd of the final and best value."""
+    rows = []
+    for rank, group in enumerate(groups, 1):
+        row = {
+            "rank": str(rank),
+            "runs": str(len(group.runs)),
+            "seeds": ",".join(r.data.params.get("seed", "?") for r in group.runs),
+        }
+        row |= {key: value for key, value in list(group.params.items())[:MAX_PARAM_COLUMNS]}
+        for name, values in ((f"final {comparison.metric}", group.finals), (f"best {comparison.metric}", group.bests)):
+            row[name] = f"{_number(group.mean(values))} ± {_number(group.spread(values))}"
+        rows.append(row)
+    return rows
+
+
+def plot_seed_groups(comparison: Comparison, client: MlflowClient, groups: list[SeedGroup], path: Path) -> Path:
+    """The ranking metric's curve per group: the mean over its runs, and a band of ±1 sd, at the
+    steps every run of the group logged."""
+    fig = Figure(figsize=(7, 4))
+    axis = fig.subplots()
+    for rank, group in enumerate(groups, 1):
+        histories = [
+            {m.step: m.value for m in client.get_metric_history(run.info.run_id, comparison.metric)}
+            for run in group.runs
+        ]
+        steps = sorted(set.intersection(*(set(h) for h in histories)))
+        if not steps:
+            continue
+        means = [statistics.mean(h[step] for h in histories) for step in steps]
+        sds = [statistics.stdev(h[step] for h in histories) if len(histories) > 1 else 0.0 for step in steps]
+        label = f"#{rank}: " + ", ".join(f"{k}={v}" for k, v in group.params.items())[:60] + f" (n={len(group.runs)})"
+        axis.plot(steps, means, marker=".", label=label)
+        axis.fill_between(
+            steps,
+            [m - s for m, s in zip(means, sds, strict=True)],
+            [m + s for m, s in zip(means, sds, strict=True)],
+            alpha=0.2,
+        )
+    axis.set(title=f"{comparison.metric}: mean ± 1 sd over seeds", xlabel="step", ylabel=comparison.metric)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    return _save(fig, path)
 
 
 def table(comparison: Comparison, client: MlflowClient) -> list[dict[str, str]]:
     """One row per run: id, job, status, duration, key params, final and best of the metric."""
     rows = []
     for run in comparison.runs:
-        history = [m.value for m in client.get_metric_history(run.info.run_id, comparison.metric)]
-        finite = [v for v in history if math.isfinite(v)]
-        best = (min if comparison.mode == "min" else max)(finite) if finite else math.nan
+        best = _best(comparison, client, run)
         row = {
             "run": run.info.run_id[:8],
             "job": run.data.tags.get(tags.SWEEP_JOB, ""),
@@ -149,14 +238,19 @@ def plot_params(comparison: Comparison, path: Path) -> Path:
     return _save(fig, path)
 
 
-def _key_params(runs: list[Run]) -> list[str]:
+def _best(comparison: Comparison, client: MlflowClient, run: Run) -> float:
+    """The run's best value of the metric over its steps."""
+    finite = [m.value for m in client.get_metric_history(run.info.run_id, comparison.metric) if math.isfinite(m.value)]
+    return (min if comparison.mode == "min" else max)(finite) if finite else math.nan
+
+
+def _varying_params(runs: list[Run]) -> list[str]:
     """Params with more than one value among the runs (a run stopped before it logged any counts for none)."""
     values: dict[str, set[str]] = {}
     for run in runs:
         for key, value in run.data.params.items():
             values.setdefault(key, set()).add(value)
-    varying = [key for key in sorted(values) if len(values[key]) > 1 and not key.startswith(INCIDENTAL_PARAMS)]
-    return varying[:MAX_PARAM_COLUMNS]
+    return [key for key in sorted(values) if len(values[key]) > 1 and not key.startswith(INCIDENTAL_PARAMS)]
 
 
 def _most_common(values) -> str | None:
