@@ -10,10 +10,13 @@ The choice and its reason are the run's tag ``aigc.precision``.
 from pathlib import Path
 
 
-def choose_precision(requested, accelerator: str | None = "auto") -> tuple[str, str]:
-    """(the Trainer's precision, why): ``requested`` as it is unless it is ``auto``."""
+def choose_precision(requested, accelerator: str | None = "auto") -> tuple[str | int, str]:
+    """(the Trainer's precision, why): ``requested`` as it is unless it is ``auto`` (or None,
+    Lightning's default: 32-true)."""
+    if requested is None:
+        return "32-true", "Lightning's default"
     if requested != "auto":
-        return str(requested), "as configured"
+        return requested, "as configured"
     import torch
 
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():

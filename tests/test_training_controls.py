@@ -30,7 +30,8 @@ def test_early_stopping_ends_training_when_the_objective_stops_improving(compose
 
 
 def test_precision_auto_takes_bf16_where_the_hardware_has_bf16_units(compose_cfg, tmp_path):
-    assert choose_precision("32-true") == ("32-true", "as configured")
+    assert choose_precision("32-true") == ("32-true", "as configured") and choose_precision(16)[0] == 16
+    assert choose_precision(None) == ("32-true", "Lightning's default")
     with_amx, without = tmp_path / "amx", tmp_path / "plain"
     with_amx.write_text("flags\t\t: fpu sse avx512f amx_bf16 amx_tile\n")
     without.write_text("flags\t\t: fpu sse avx2\n")

@@ -118,6 +118,6 @@ def test_step_values_are_written_where_lightning_writes_and_epoch_means_cover_ev
     rows = list(csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))))
     steps = [int(r["step"]) for r in rows if r.get("train/loss")]
     assert steps == [s for s in range(6) if (s + 1) % every == 0]
-    training = [float(s["loss"]) for s in seen if s["loss"].requires_grad]  # not validation's
+    training = [float(s["loss"].detach()) for s in seen if s["loss"].requires_grad]  # not validation's
     epochs = [float(r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch")]
     assert epochs == pytest.approx([sum(training[:3]) / 3, sum(training[3:]) / 3], rel=1e-5)
