@@ -22,6 +22,8 @@ from aigc.tracking.store.client import default_artifact_location, experiment_id,
 from aigc.tracking.store.models import register
 from aigc.tracking.store.spool import SpoolingClient
 
+CHECKPOINT_FLUSH_S = 5.0  # the longest a checkpoint waits for the writes queued before it
+
 
 class MLflowLogger(MLFlowLogger):
     """``parent_run_id`` makes the run a child of that run (a sweep's job): it is filed in the
@@ -161,6 +163,12 @@ class MLflowLogger(MLFlowLogger):
                 }
             else:
                 self._experiment_id = experiment_id(self._mlflow_client, self._experiment_name)
+
+    def after_save_checkpoint(self, checkpoint_callback) -> None:
+        """What was logged before a checkpoint reaches the store (or the spool) before training
+        goes on: a run killed later resumes from the checkpoint with every point up to it."""
+        super().after_save_checkpoint(checkpoint_callback)
+        self.flush_writes(timeout_s=CHECKPOINT_FLUSH_S)
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:

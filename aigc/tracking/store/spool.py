@@ -151,6 +151,7 @@ class SpoolingClient:
         self._replaying = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
+        self._hurry = threading.Event()  # set while someone waits for the queue (flush): no gathering
         self._degraded_since: float | None = None
         self._told = False
         self._count = 0
@@ -182,10 +183,13 @@ class SpoolingClient:
         """Wait (at most ``timeout_s``) for the queued writes, then spool what is left; ``close``
         also stops the heartbeat (the run has ended). Returns how many writes stay spooled."""
         deadline = time.monotonic() + timeout_s
+        self._hurry.set()
         while self._thread is not None and self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.05)
+            time.sleep(0.01)
         if close:
             self._closed.set()
+        else:
+            self._hurry.clear()
         with self._lock:
             abandoned = list(self._in_flight)
             while True:
@@ -261,8 +265,9 @@ class SpoolingClient:
         """Add to ``taken`` the metric writes queued in the next ``GATHER_S`` seconds (one store
         transaction for many points: a SQLite write costs milliseconds of the CPU that trains);
         returns the first other write met, to be sent after them. The thread sleeps meanwhile
-        rather than wake for every point."""
-        self._closed.wait(GATHER_S)
+        rather than wake for every point; not while a flush waits, or after the run has closed."""
+        if not self._closed.is_set():
+            self._hurry.wait(GATHER_S)
         count = len(taken[0]["args"]["metrics"])
         while count < MAX_METRICS_PER_BATCH:
             try:
