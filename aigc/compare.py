@@ -4,7 +4,8 @@
     python -m aigc.compare run_id=<sweep parent run id>      # a sweep's jobs
     python -m aigc.compare experiment_name=gan-mnist curves=[val/fid_mnist,train/loss_d]
 
-Writes ``runs.csv``, ``curves.png`` and ``params.png`` to its output folder; for a
+Writes ``runs.csv``, ``curves.png``, ``params.png`` and ``parallel.png`` (parallel coordinates of
+the params that differ) to its output folder; for a
 sweep they are logged to the parent run under ``compare/``. Runs that differ only in ``seed``
 (``python -m aigc.run -m seed=1,2,3 model.beta=1,4``) are also grouped: ``seeds.csv`` (mean ±
 sd of the final and best value per group, groups ranked) and ``seeds.png`` (mean curves, ±1 sd bands).
@@ -43,6 +44,7 @@ def compare(cfg: DictConfig) -> reports.Comparison:
         _csv(rows, out / "runs.csv"),
         reports.plot_curves(found, client, list(cfg.curves) or [found.metric], out / "curves.png"),
         reports.plot_params(found, out / "params.png"),
+        reports.plot_parallel(found, out / "parallel.png"),
     ]
     groups = reports.seed_groups(found, client)
     if groups:

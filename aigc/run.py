@@ -5,7 +5,8 @@
     python -m aigc.run debug=fast           # a smoke run, logged like a real one
 
 Returns the objective (``objective.metric``, a run-level setting: ``conf/objective/``) so Hydra
-sweepers can optimise it. Training itself is ``aigc.training``, imported only to train.
+sweepers can optimise it (for a job an Optuna sweep's pruner stopped: ``optuna.TrialPruned``).
+Training itself is ``aigc.training``, imported only to train.
 """
 
 import sys
@@ -22,10 +23,10 @@ from aigc.tracking.run.signals import RunInterrupted
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> float | Exception | None:
     # in a sweep a job's failure goes back to the sweeper (which records it), not straight to exit
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
-    from aigc.training import USER_ERRORS, train  # torch, Lightning, MLflow: only when training
+    from aigc.training import PRUNED, USER_ERRORS, train  # torch, Lightning, MLflow: only when training
 
     try:
         return train(cfg)
@@ -34,6 +35,9 @@ def main(cfg: DictConfig) -> float | None:
         if in_sweep:
             raise
         sys.exit(130)
+    except PRUNED as pruned:  # only in an Optuna sweep
+        print(f"\n{pruned}; its MLflow run ends KILLED, tagged aigc.sweep.pruned=true")
+        return pruned  # the job did its part: the sweeper records the trial PRUNED, not failed
     except USER_ERRORS as error:
         print(f"\nError: {error}", file=sys.stderr)
         if in_sweep:

@@ -16,6 +16,7 @@ OBJECTIVE = "aigc.objective"  # "<mode> <metric>": what "best" means for the run
 SWEEP_ID = "aigc.sweep.id"  # the Optuna study, or a digest of a grid's command line
 SWEEP_ROLE = "aigc.sweep.role"  # "parent" on the sweep's own run
 SWEEP_JOB = "aigc.sweep.job"  # the job's number (the Optuna trial's)
+SWEEP_PRUNED = "aigc.sweep.pruned"  # "true" on a job the Optuna pruner stopped (its run ends KILLED)
 SWEEP_DIR = "aigc.sweep.dir"  # the sweep's output folder
 SWEEP_OBJECTIVE = "aigc.sweep.objective"  # "<mode> <metric>"
 SWEEP_OVERRIDES = "aigc.sweep.overrides"

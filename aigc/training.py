@@ -14,10 +14,12 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
+from optuna import TrialPruned
 
 from aigc import tags
 from aigc.callbacks import ConfigSnapshot
 from aigc.callbacks.random_state import RandomState
+from aigc.callbacks.trial_pruning import TrialPruning, raise_if_pruned
 from aigc.capabilities import MissingCapability
 from aigc.hub import PretrainedUnavailable
 from aigc.precision import choose_precision
@@ -46,6 +48,8 @@ def build(cfg: DictConfig) -> Job:
     config = recorded_config(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     callbacks += [ConfigSnapshot(config), RandomState()]
+    if (pruning := TrialPruning.for_this_job(cfg.objective.metric)) is not None:
+        callbacks.append(pruning)
     # Only rank zero talks to MLflow: processes that torchrun or SLURM start as other ranks know
     # their rank from the environment and get no logger; workers that Lightning spawns get rank
     # zero's logger (run id included) and log nothing through it.
@@ -103,6 +107,7 @@ def train(cfg: DictConfig) -> float | None:
             record_run(tracker, job.config, overrides, source, CODE_DIR, job.datamodule.state_dict())
             print(f"MLflow run {tracker.run_id} started in experiment '{tracker.experiment_name}'")
         job.trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=ckpt_path)
+        raise_if_pruned(job.trainer)  # what it logged stays; the run ends KILLED, tagged pruned
         if tracker is not None and tracker.pyfunc and rank_zero_only.rank == 0:
             tracker.log_run_model(*weights_to_serve(job), step=job.trainer.global_step)
             if cfg.get("register") and hydra_cfg.mode != RunMode.MULTIRUN:  # a sweep registers its best job
@@ -155,3 +160,5 @@ def _print_where(tracker: MLflowLogger) -> None:
 
 # the user's input, or what it names: their one line says it all
 USER_ERRORS = (ConfigError, MissingCapability, PretrainedUnavailable)
+# a sweep's pruner stopped the job: neither a success nor a failure (the sweeper records it PRUNED)
+PRUNED = TrialPruned

@@ -29,10 +29,10 @@ def test_compare_a_sweep_names_the_best_run_and_logs_its_plots(vae_sweep: Path, 
     assert "model.beta" in header and "final val/elbo" in header and "best val/elbo" in header
     rows = [line for line in lines if line[:8] in {c.info.run_id[:8] for c in children}]
     assert len(rows) == 2 and all("FINISHED" in row for row in rows)
-    for name in ("runs.csv", "curves.png", "params.png"):
+    for name in ("runs.csv", "curves.png", "params.png", "parallel.png"):
         assert (tmp_path / name).stat().st_size > 0
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "compare")}
-    assert logged == {"compare/runs.csv", "compare/curves.png", "compare/params.png"}
+    assert logged == {"compare/runs.csv", "compare/curves.png", "compare/params.png", "compare/parallel.png"}
 
 
 def test_compare_an_experiment_leaves_the_sweep_parent_out(vae_sweep: Path, tmp_path: Path):
@@ -81,3 +81,30 @@ def test_runs_that_differ_only_in_seed_are_grouped_with_mean_and_sd(tmp_path: Pa
         assert row[4:7] == [f"{mean:.5g}", "±", f"{sd:.5g}"]
     for name in ("seeds.csv", "seeds.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
+
+
+@pytest.mark.xdist_group("seed_groups")
+def test_a_pruned_trial_is_shown_but_never_the_best_run(tmp_path: Path):
+    """A trial the pruner stopped early can end with a better-looking value than it would have reached."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = client_for(tmp_path)
+    experiment = client.create_experiment("pruning")
+    ids = {}
+    for job, (lr, loss, pruned) in enumerate([("0.1", 2.0, False), ("0.01", 1.5, False), ("0.3", 1.0, True)]):
+        run = client.create_run(experiment).info.run_id
+        tags = [RunTag("aigc.objective", "min val/loss"), RunTag("aigc.sweep.job", str(job))]
+        client.log_batch(
+            run,
+            metrics=[Metric("val/loss", loss, 0, 10)],
+            params=[Param("model.optimizer.lr", lr), Param("seed", "1")],
+            tags=tags + ([RunTag("aigc.sweep.pruned", "true")] if pruned else []),
+        )
+        client.set_terminated(run, "KILLED" if pruned else "FINISHED")
+        ids[lr] = run
+    result = run_aigc(tmp_path, "experiment_name=pruning", f"hydra.run.dir={tmp_path}/out", module="aigc.compare")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"({ids['0.01']}), final val/loss=1.5" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if line.startswith(ids["0.3"][:8]))
+    assert "KILLED (pruned)" in row
+    assert (tmp_path / "out" / "parallel.png").stat().st_size > 0

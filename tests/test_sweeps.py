@@ -42,6 +42,20 @@ def test_hparams_search_configs_compose_into_an_optuna_sweep(compose_cfg, name):
     for key in space:  # every searched key exists in the composed config
         assert OmegaConf.select(cfg, key) is not None, key
     assert isinstance(instantiate(sweeper.sampler)(seed=1), optuna.samplers.TPESampler)
+    assert isinstance(instantiate(sweeper.pruner), optuna.pruners.MedianPruner)
+
+
+@pytest.mark.parametrize(
+    "name, pruner",
+    [
+        ("none", optuna.pruners.NopPruner),
+        ("median", optuna.pruners.MedianPruner),
+        ("hyperband", optuna.pruners.HyperbandPruner),
+    ],
+)
+def test_pruners_compose_from_their_config_group(compose_cfg, name, pruner):
+    cfg = compose_cfg("hparams_search=transformer_optuna", f"hydra/sweeper/pruner={name}")
+    assert isinstance(instantiate(cfg.hydra.sweeper.pruner), pruner)
 
 
 def test_search_space_reads_hydra_sweep_syntax():
@@ -119,6 +133,49 @@ def test_interrupted_optuna_sweep_resumes_the_same_study_and_parent_run(tmp_path
     assert len({c.data.params["model.optimizer.lr"] for c in finished.values()}) == 3
     best = min(finished.values(), key=lambda c: c.data.metrics["val/loss"])
     assert resumed.data.tags["aigc.sweep.best_run_id"] == best.info.run_id
+
+
+@pytest.mark.slow
+def test_a_pruned_sweep_prunes_hopeless_trials_keeps_their_runs_and_resumes(tmp_path: Path):
+    command = [
+        "-m",
+        "hparams_search=transformer_optuna",
+        "hydra/sweeper/pruner=median",
+        "hydra.sweeper.pruner.n_startup_trials=1",
+        "hydra.sweeper.n_trials=4",
+        *LM_TRIAL,
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=20",
+        "+trainer.val_check_interval=5",  # four evaluations a trial: the pruner may stop it after each
+    ]
+    result = run_aigc(tmp_path, *command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Error" not in result.stderr
+    states = {t.number: t.state.name for t in trials(tmp_path, "transformer_pydocs_loss")}
+    assert states[0] == "COMPLETE" and set(states.values()) == {"COMPLETE", "PRUNED"}, states
+    client = client_for(tmp_path)
+    (parent,), children = parents_and_children(client)
+    by_job = {int(c.data.tags["aigc.sweep.job"]): c for c in children}
+    for number, state in states.items():
+        run = by_job[number]
+        pruned = state == "PRUNED"
+        assert run.info.status == ("KILLED" if pruned else "FINISHED")
+        assert run.data.tags.get("aigc.sweep.pruned") == ("true" if pruned else None)
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")]
+        assert steps and (len(steps) < 4 if pruned else len(steps) == 4), steps  # what it logged stays
+        if pruned:
+            assert f"Trial {number} pruned at step {steps[-1]}: val/loss=" in result.stdout
+    # the best job is a finished one
+    best = min((c for c in children if c.info.status == "FINISHED"), key=lambda c: c.data.metrics["val/loss"])
+    assert parent.info.status == "FINISHED" and parent.data.tags["aigc.sweep.best_run_id"] == best.info.run_id
+
+    command[command.index("hydra.sweeper.n_trials=4")] = "hydra.sweeper.n_trials=6"
+    result = run_aigc(tmp_path, *command)  # pruned trials count as finished: two more trials
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "4 of 6 trials finished" in result.stdout
+    assert len(trials(tmp_path, "transformer_pydocs_loss")) == 6
+    (resumed,), children = parents_and_children(client)
+    assert resumed.info.run_id == parent.info.run_id and len(children) == 6
 
 
 @pytest.mark.slow

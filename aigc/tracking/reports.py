@@ -3,7 +3,10 @@
 Runs are an experiment's (sweep parents left out) or a sweep's children. They are
 ranked by their final value of the objective each run recorded (the tag ``aigc.objective``,
 ``"<mode> <metric>"``), the value a sweep optimises; the best
-value over the run's steps is shown beside it.
+value over the run's steps is shown beside it. Trials an Optuna pruner stopped are shown
+(``KILLED (pruned)``) but never named the best run. The plots show only the params that differ
+between the runs: the final value against each (``params.png``), and all of them at once as
+parallel coordinates, one line per run (``parallel.png``).
 
 Runs that differ only in ``seed`` (``-m seed=1,2,3 ...``) are also grouped (``seed_groups``):
 each group's mean ± standard deviation of the final and the best value, groups ranked by the
@@ -16,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
 from matplotlib.figure import Figure  # no pyplot: files only, no display, no global state
 from mlflow import MlflowClient
 from mlflow.entities import Run
@@ -28,6 +32,7 @@ from aigc.tracking.run.sweep import best_run
 # params that differ between runs without being choices of the experimenter
 INCIDENTAL_PARAMS = ("paths.", "logger.", "hydra.", "trainer.default_root_dir", "callbacks.model_checkpoint.dirpath")
 MAX_PARAM_COLUMNS = 6
+MAX_PARALLEL_AXES = 12
 
 
 @dataclass
@@ -44,7 +49,12 @@ class Comparison:
 
     @property
     def best(self) -> Run | None:
-        return best_run(self.runs, self.metric, self.mode)
+        """The best run by its final value; a pruned trial's last value is not a result."""
+        return best_run([run for run in self.runs if not pruned(run)], self.metric, self.mode)
+
+
+def pruned(run: Run) -> bool:
+    return run.data.tags.get(tags.SWEEP_PRUNED) == "true"
 
 
 def select(
@@ -174,7 +184,7 @@ def table(comparison: Comparison, client: MlflowClient) -> list[dict[str, str]]:
         row = {
             "run": run.info.run_id[:8],
             "job": run.data.tags.get(tags.SWEEP_JOB, ""),
-            "status": run.info.status,
+            "status": f"{run.info.status} (pruned)" if pruned(run) else run.info.status,
             "duration": _duration(run),
         }
         row |= {key: run.data.params.get(key, "") for key in comparison.key_params}
@@ -236,6 +246,56 @@ def plot_params(comparison: Comparison, path: Path) -> Path:
         axis.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"final {comparison.metric} ({comparison.mode})")
     return _save(fig, path)
+
+
+def plot_parallel(comparison: Comparison, path: Path) -> Path:
+    """Parallel coordinates: an axis per param that differs, then the final metric; one line per
+    run, coloured by that value (the best run red, pruned trials dashed). Each axis is scaled to
+    its own range (log for positive numbers spanning more than 30x); text values are spaced evenly."""
+    keys = [key for key in (comparison.varying or []) if key != "seed"][:MAX_PARALLEL_AXES]
+    runs = [run for run in comparison.runs if math.isfinite(comparison.final(run))]
+    fig = Figure(figsize=(max(6.0, 1.6 * (len(keys) + 1)), 4.5))
+    axis = fig.subplots()
+    if not runs:
+        axis.set_title(f"no run has a finite {comparison.metric}")
+        return _save(fig, path)
+    columns = [_axis([run.data.params.get(key, "") for run in runs]) for key in keys]
+    finals = [comparison.final(run) for run in runs]
+    columns.append(_axis([repr(v) for v in finals]))
+    low, high = min(finals), max(finals)
+    colors = matplotlib.colormaps["viridis_r" if comparison.mode == "min" else "viridis"]
+    best = comparison.best
+    for index, run in enumerate(runs):
+        ys = [column[0][index] for column in columns]
+        shade = colors(0.5 if high == low else (finals[index] - low) / (high - low))
+        style = {"color": "tab:red", "linewidth": 2.5, "zorder": 3} if run is best else {"color": shade}
+        axis.plot(range(len(columns)), ys, linestyle="--" if pruned(run) else "-", marker="o", **style)
+    for x, (_, ticks) in enumerate(columns):
+        axis.axvline(x, color="grey", linewidth=0.8)
+        for y, label in ticks:
+            axis.annotate(label, (x, y), xytext=(3, 0), textcoords="offset points", fontsize=7, va="center")
+    names = [key[-28:] for key in keys] + [f"final {comparison.metric} ({comparison.mode})"]
+    axis.set_xticks(range(len(columns)), names, rotation=20, fontsize=8)
+    axis.set_yticks([])
+    axis.set_xlim(-0.2, len(columns) - 0.5)
+    axis.set_title("parallel coordinates (red: best run; dashed: pruned)", fontsize=9)
+    return _save(fig, path)
+
+
+def _axis(values: list[str]) -> tuple[list[float], list[tuple[float, str]]]:
+    """A parallel-coordinates axis: each value's height in [0, 1], and (height, label) ticks (the
+    ends of a numeric axis, every value of a text one)."""
+    numbers = [_float(v) for v in values]
+    if all(n is not None and math.isfinite(n) for n in numbers):
+        log = min(numbers) > 0 and max(numbers) / min(numbers) > 30
+        scaled = [math.log10(n) for n in numbers] if log else numbers
+        low, high = min(scaled), max(scaled)
+        heights = [0.5 if high == low else (s - low) / (high - low) for s in scaled]
+        ends = {(min(heights), f"{min(numbers):.3g}"), (max(heights), f"{max(numbers):.3g}")}
+        return heights, sorted(ends)
+    categories = sorted(set(values))
+    spaced = {c: 0.5 if len(categories) == 1 else i / (len(categories) - 1) for i, c in enumerate(categories)}
+    return [spaced[v] for v in values], [(h, c[-20:]) for c, h in spaced.items()]
 
 
 def _best(comparison: Comparison, client: MlflowClient, run: Run) -> float:

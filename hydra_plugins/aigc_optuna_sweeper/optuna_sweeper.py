@@ -14,7 +14,11 @@ with SQLAlchemy 2. This one is small and uses Optuna's ask-and-tell interface:
   command again and it continues the study until it holds ``n_trials`` finished
   trials. Trials cut short by an interrupt are failed and not counted. The
   sampler (a partial: ``sampler(seed=...)``) is seeded with ``seed`` plus the
-  number of trials already in the study.
+  number of trials already in the study;
+- each job reports its objective to its trial after every evaluation
+  (``aigc.callbacks.trial_pruning``), and the study's ``pruner`` (``hydra/sweeper/pruner``:
+  none, median, hyperband) may stop it there: such a job returns ``optuna.TrialPruned``, and its
+  trial is PRUNED, a finished trial that counts towards ``n_trials``.
 """
 
 import math
@@ -47,6 +51,7 @@ class OptunaSweeper(Sweeper):
         sampler: Callable[..., optuna.samplers.BaseSampler] = optuna.samplers.TPESampler,
         seed: int | None = None,
         params: dict[str, str] | None = None,
+        pruner: optuna.pruners.BasePruner | None = None,
     ):
         if direction not in DIRECTIONS:
             raise ValueError(f"hydra.sweeper.direction={direction!r}: use one of {sorted(DIRECTIONS)}")
@@ -58,6 +63,7 @@ class OptunaSweeper(Sweeper):
         self.sampler = sampler
         self.seed = seed
         self.params = dict(params or {})
+        self.pruner = pruner  # built here so that a bad pruner config fails before any job; the jobs prune
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.hydra_context = hydra_context
@@ -79,6 +85,7 @@ class OptunaSweeper(Sweeper):
             # SQLite under concurrent workers: wait for the lock instead of failing at 5 s
             storage=optuna.storages.RDBStorage(self.storage, engine_kwargs={"connect_args": {"timeout": 60}}),
             direction=self.direction,
+            pruner=self.pruner,
             load_if_exists=True,
         )
         # Seeded by how far the study is, so that a resumed study doesn't replay its first trials.
@@ -110,7 +117,9 @@ class OptunaSweeper(Sweeper):
                 print(f"Trial {trial.number} failed: {type(error).__name__}: {error}")
                 study.tell(trial, state=TrialState.FAIL)
                 continue
-            if value is None or not math.isfinite(value):
+            if isinstance(value, optuna.TrialPruned):  # the job said why
+                study.tell(trial, state=TrialState.PRUNED)
+            elif value is None or not math.isfinite(value):
                 print(f"Trial {trial.number} gave no finite objective ({value}): counted as failed")
                 study.tell(trial, state=TrialState.FAIL)
             else:
@@ -122,16 +131,19 @@ class OptunaSweeper(Sweeper):
             print(f"Optuna study '{self.study_name}': no trial completed")
             return
         best = study.best_trial
+        pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
         results = {
             "study_name": self.study_name,
             "best_trial": best.number,
             "best_value": best.value,
             "best_params": best.params,
             "trials_complete": len(complete),
+            "trials_pruned": len(pruned),
         }
         OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
         print(
-            f"Optuna study '{self.study_name}': best trial {best.number}, value {best.value:.6g}, params {best.params}"
+            f"Optuna study '{self.study_name}': best trial {best.number}, value {best.value:.6g}, params {best.params} "
+            f"({len(complete)} trials complete, {len(pruned)} pruned)"
         )
 
 

@@ -1,9 +1,13 @@
-"""How a tracked run ends: FINISHED, FAILED (exception) or KILLED (signal); never left RUNNING."""
+"""How a tracked run ends: FINISHED, FAILED (exception) or KILLED (signal, or a sweep's pruner);
+never left RUNNING."""
 
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from optuna import TrialPruned
+
+from aigc import tags
 from aigc.tracking.run.logger import MLflowLogger, optional_write
 from aigc.tracking.run.signals import RunInterrupted, raise_on_signals, restore_signals
 
@@ -13,7 +17,8 @@ def tracked_run(logger: MLflowLogger | None) -> Iterator[None]:
     """Sets the run's terminal status however the block ends.
 
     Lightning marks the run FAILED on any exception (``finalize("failed")``);
-    this sets the final word: KILLED for a signal, and FAILED with the traceback
+    this sets the final word: KILLED for a signal or a pruned sweep trial (tagged
+    ``aigc.sweep.pruned=true``), and FAILED with the traceback
     saved as ``error.txt``, the status first: an artifact that can't be written (a full
     disk, an unwritable folder) never leaves the run RUNNING. Everything already logged stays.
     """
@@ -22,6 +27,11 @@ def tracked_run(logger: MLflowLogger | None) -> Iterator[None]:
         yield
     except RunInterrupted:
         _end(logger, "KILLED", timeout_s=5)  # a Ctrl-C acts within seconds, whatever the store does
+        raise
+    except TrialPruned:
+        if logger is not None and logger.run_id is not None:
+            logger.set_tags({tags.SWEEP_PRUNED: "true"})
+        _end(logger, "KILLED")
         raise
     except BaseException as error:
         _end(logger, "FAILED")
