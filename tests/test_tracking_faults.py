@@ -63,7 +63,7 @@ def steps(client: MlflowClient, run_id: str, key: str) -> list[int]:
 
 
 def test_a_server_killed_mid_run_stops_nothing_and_sync_completes_the_run(tmp_path: Path):
-    command = (*VAE, "trainer.max_epochs=30")
+    command = (*VAE, "trainer.max_epochs=12")
     reference_folder = tmp_path / "undisturbed"
     reference_folder.mkdir()
     assert run_aigc(reference_folder, *command).returncode == 0
