@@ -26,6 +26,7 @@ from aigc import tags
 from aigc.callbacks import ConfigSnapshot
 from aigc.capabilities import Contract, MissingCapability
 from aigc.console import entry_point, one_line_errors
+from aigc.precision import trainer_precision
 from aigc.stored import instantiate_stored, read_checkpoint
 from aigc.tracking.run.lifecycle import tracked_run
 from aigc.tracking.run.logger import MLflowLogger
@@ -75,7 +76,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         model = instantiate_stored(run_cfg.model, f"{ckpt_path}: model", _convert_="all")
         datamodule = instantiate_stored(run_cfg.data, f"{ckpt_path}: data", _convert_="all")
         callbacks = [instantiate(c) for c in (run_cfg.get("callbacks") or {}).values()]
-        trainer = instantiate(cfg.trainer, logger=logger or False, callbacks=callbacks)
+        trainer = instantiate(
+            cfg.trainer, logger=logger or False, callbacks=callbacks, precision=trainer_precision(cfg.trainer)[0]
+        )
         try:
             (scores,) = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
         finally:
@@ -117,7 +120,9 @@ def score_as_configured(cfg: DictConfig) -> dict[str, float]:
         logger.set_tags({tags.TASK: "evaluate"})
         overrides = typed_overrides(HydraConfig.get().overrides.task)
         record_run(logger, config, overrides, datamodule.source, CODE_DIR, datamodule.state_dict())
-        trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
+        precision, why = trainer_precision(cfg.trainer)
+        logger.set_tags({tags.PRECISION: f"{precision} ({why})"})
+        trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks, precision=precision)
         (scores,) = trainer.test(model, datamodule=datamodule)
     for name, value in sorted(scores.items()):
         print(f"{name} = {value:.6g}")

@@ -8,6 +8,8 @@ seconds. When none serves, the error is one line that names the fix.
 
 import os
 import socket
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -58,6 +60,16 @@ def _cached_snapshot(name: str) -> str | None:
 
 
 def _reachable(endpoint: str) -> bool:
+    """Whether ``endpoint`` answers within seconds: a TCP connection, or through a proxy (the
+    environment's ``HTTPS_PROXY``) an HTTP HEAD, whatever its status."""
+    if urllib.request.getproxies().get(urlparse(endpoint).scheme):
+        try:
+            urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=CONNECT_TIMEOUT_S)
+        except urllib.error.HTTPError:  # it answered
+            return True
+        except OSError:
+            return False
+        return True
     url = urlparse(endpoint)
     port = url.port or (443 if url.scheme == "https" else 80)
     try:

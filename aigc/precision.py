@@ -20,12 +20,18 @@ def choose_precision(requested, accelerator: str | None = "auto") -> tuple[str |
     import torch
 
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-        if torch.cuda.is_bf16_supported():
+        # emulated bf16 (V100, T4) counts as none: it is slower than float32 there
+        if torch.cuda.is_bf16_supported(including_emulation=False):
             return "bf16-mixed", "auto: a CUDA GPU with bf16"
         return "32-true", "auto: a CUDA GPU without bf16"
     if cpu_has_amx():
         return "bf16-mixed", "auto: a CPU with AMX bf16 units"
     return "32-true", "auto: a CPU without AMX (bf16 would be slower)"
+
+
+def trainer_precision(trainer_cfg) -> tuple[str | int, str]:
+    """``choose_precision`` for a ``trainer`` config: what to pass the Trainer as ``precision=``, and why."""
+    return choose_precision(trainer_cfg.get("precision"), trainer_cfg.get("accelerator"))
 
 
 def cpu_has_amx(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:

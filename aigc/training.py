@@ -22,7 +22,7 @@ from aigc.callbacks.random_state import RandomState
 from aigc.callbacks.trial_pruning import TrialPruning, raise_if_pruned
 from aigc.capabilities import MissingCapability
 from aigc.hub import PretrainedUnavailable
-from aigc.precision import choose_precision
+from aigc.precision import trainer_precision
 from aigc.stored import read_checkpoint
 from aigc.tracking.run.lifecycle import tracked_run
 from aigc.tracking.run.logger import MLflowLogger
@@ -57,7 +57,7 @@ def build(cfg: DictConfig) -> Job:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()] if on_rank_zero else []
     with within_memory():
         model = instantiate(cfg.model, _convert_="all")
-    precision, why = choose_precision(cfg.trainer.get("precision"), cfg.trainer.get("accelerator"))
+    precision, why = trainer_precision(cfg.trainer)
     return Job(
         datamodule=instantiate(cfg.data, _convert_="all"),
         model=model,

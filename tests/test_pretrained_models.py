@@ -49,6 +49,9 @@ def test_the_cache_gives_the_logits_of_the_whole_sequence(tiny_gpt2: Path):
         rest, cache = net(ids[:, 8:], cache)
     assert no_cache is None  # training and scoring keep no keys and values
     torch.testing.assert_close(torch.cat([first, rest], dim=1), whole, rtol=1e-4, atol=1e-4)
+    # past the model's 128 positions: one clear error, not an index error deep in the model
+    with torch.no_grad(), pytest.raises(ValueError, match="130 tokens is more than the model's context of 128"):
+        net(torch.zeros(1, 10, dtype=torch.long), net(torch.zeros(1, 120, dtype=torch.long), net.new_cache())[1])
 
 
 def test_lora_trains_the_adapters_only_and_a_checkpoint_rebuilds_without_the_pretrained_files(tiny_gpt2: Path):

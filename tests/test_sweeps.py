@@ -151,8 +151,10 @@ def test_a_pruned_sweep_prunes_hopeless_trials_keeps_their_runs_and_resumes(tmp_
     result = run_aigc(tmp_path, *command)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Error" not in result.stderr
-    states = {t.number: t.state.name for t in trials(tmp_path, "transformer_pydocs_loss")}
+    study = trials(tmp_path, "transformer_pydocs_loss")
+    states = {t.number: t.state.name for t in study}
     assert states[0] == "COMPLETE" and set(states.values()) == {"COMPLETE", "PRUNED"}, states
+    assert list(study[0].intermediate_values) == [3, 7, 11]  # each evaluation, at the step of the curves
     client = client_for(tmp_path)
     (parent,), children = parents_and_children(client)
     by_job = {int(c.data.tags["aigc.sweep.job"]): c for c in children}

@@ -1,7 +1,7 @@
 """A job of an Optuna sweep reports its objective to its trial after every evaluation, and stops
 when the study's pruner (``hydra/sweeper/pruner=median``) finds the trial hopeless.
 
-The step it reports at is the step of the MLflow curves (optimizer steps of the batches), so the
+The step it reports at is the step of the MLflow curves (batches trained), so the
 pruner compares trials where they trained as long. A pruned trial stops the way ``EarlyStopping``
 stops one, after the evaluation's checkpoint is written; ``aigc.training`` then ends its MLflow run
 KILLED with the tag ``aigc.sweep.pruned=true``, and the job returns ``optuna.TrialPruned`` to the
@@ -15,14 +15,19 @@ step many times and Optuna keeps only the first; and it raises from inside the l
 import math
 
 import optuna
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning import Callback
 
 from aigc.lightning_internals import batches_that_stepped
+from hydra_plugins.aigc_optuna_sweeper.optuna_sweeper import OptunaSweeper, study_storage
 
-SWEEPER = "hydra_plugins.aigc_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+SWEEPER = f"{OptunaSweeper.__module__}.{OptunaSweeper.__qualname__}"
+# Where the evaluation that pruned the trial is recorded: workers that `trainer=ddp` spawns hand
+# their callback metrics back to the main process, but not their callbacks.
+PRUNED_AT_STEP = "aigc/pruned_at_step"
 
 
 class TrialPruning(Callback):
@@ -32,7 +37,7 @@ class TrialPruning(Callback):
         self.study_name, self.storage, self.trial_number = study_name, storage, trial_number
         self.pruner, self.metric = pruner, metric
         self.trial: optuna.Trial | None = None
-        self.pruned_at: tuple[int, float] | None = None  # (step, objective) of the evaluation that pruned it
+        self._reported = None  # the objective's last reported value (a tensor), not reported twice
 
     @classmethod
     def for_this_job(cls, metric: str) -> "TrialPruning | None":
@@ -46,8 +51,7 @@ class TrialPruning(Callback):
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage != "fit" or not trainer.is_global_zero:
             return
-        storage = optuna.storages.RDBStorage(self.storage, engine_kwargs={"connect_args": {"timeout": 60}})
-        study = optuna.load_study(study_name=self.study_name, storage=storage, pruner=self.pruner)
+        study = optuna.load_study(study_name=self.study_name, storage=study_storage(self.storage), pruner=self.pruner)
         (frozen,) = [t for t in study.get_trials(deepcopy=False) if t.number == self.trial_number]
         self.trial = optuna.Trial(study, frozen._trial_id)  # Optuna has no public lookup by number
 
@@ -56,20 +60,23 @@ class TrialPruning(Callback):
             return
         step, prune = batches_that_stepped(trainer), False
         value = trainer.callback_metrics.get(self.metric)
-        if self.trial is not None and value is not None:
-            value = float(value)
-            self.trial.report(value if math.isfinite(value) else math.nan, step)
+        # an objective measured every few epochs (metrics.every_n_epochs) stays in callback_metrics
+        # between measurements: only a new value is a new result
+        if self.trial is not None and value is not None and value is not self._reported:
+            self._reported, number = value, float(value)
+            self.trial.report(number if math.isfinite(number) else math.nan, step)
             prune = self.trial.should_prune()
         if trainer.strategy.broadcast(prune):  # every rank stops together
-            self.pruned_at = (step, math.nan if value is None else float(value))
+            trainer.callback_metrics[PRUNED_AT_STEP] = torch.tensor(float(step))
             trainer.should_stop = True
 
 
 def raise_if_pruned(trainer) -> None:
     """After ``fit``: ``optuna.TrialPruned`` if the job's trial was pruned (the sweeper records it so)."""
     pruning = next((c for c in trainer.callbacks if isinstance(c, TrialPruning)), None)
-    if pruning is not None and pruning.pruned_at is not None:
-        step, value = pruning.pruned_at
+    if pruning is not None and PRUNED_AT_STEP in trainer.callback_metrics:
+        step = int(trainer.callback_metrics[PRUNED_AT_STEP])
+        value = float(trainer.callback_metrics.get(pruning.metric, math.nan))
         raise optuna.TrialPruned(
             f"Trial {pruning.trial_number} pruned at step {step}: {pruning.metric}={value:.6g} is worse than "
             "the pruner lets through"

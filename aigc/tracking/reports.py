@@ -3,8 +3,8 @@
 Runs are an experiment's (sweep parents left out) or a sweep's children. They are
 ranked by their final value of the objective each run recorded (the tag ``aigc.objective``,
 ``"<mode> <metric>"``), the value a sweep optimises; the best
-value over the run's steps is shown beside it. Trials an Optuna pruner stopped are shown
-(``KILLED (pruned)``) but never named the best run. The plots show only the params that differ
+value over the run's steps is shown beside it. Only a run that ended FINISHED can be named
+the best; trials an Optuna pruner stopped are shown as ``KILLED (pruned)``. The plots show only the params that differ
 between the runs: the final value against each (``params.png``), and all of them at once as
 parallel coordinates, one line per run (``parallel.png``).
 
@@ -49,8 +49,8 @@ class Comparison:
 
     @property
     def best(self) -> Run | None:
-        """The best run by its final value; a pruned trial's last value is not a result."""
-        return best_run([run for run in self.runs if not pruned(run)], self.metric, self.mode)
+        """The best finished run by its final value (``best_run``: not a pruned trial's last value)."""
+        return best_run(self.runs, self.metric, self.mode)
 
 
 def pruned(run: Run) -> bool:

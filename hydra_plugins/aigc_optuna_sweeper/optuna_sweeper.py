@@ -82,8 +82,7 @@ class OptunaSweeper(Sweeper):
 
         study = optuna.create_study(
             study_name=self.study_name,
-            # SQLite under concurrent workers: wait for the lock instead of failing at 5 s
-            storage=optuna.storages.RDBStorage(self.storage, engine_kwargs={"connect_args": {"timeout": 60}}),
+            storage=study_storage(self.storage),
             direction=self.direction,
             pruner=self.pruner,
             load_if_exists=True,
@@ -145,6 +144,12 @@ class OptunaSweeper(Sweeper):
             f"Optuna study '{self.study_name}': best trial {best.number}, value {best.value:.6g}, params {best.params} "
             f"({len(complete)} trials complete, {len(pruned)} pruned)"
         )
+
+
+def study_storage(url: str) -> optuna.storages.RDBStorage:
+    """The study's database, shared by the sweeper and its jobs (which report to their trials)."""
+    # SQLite under concurrent workers: wait for the lock instead of failing at 5 s
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
 
 
 def finished_trials(study: optuna.Study) -> int:

@@ -82,6 +82,13 @@ class PretrainedCausalLM(nn.Module):
     def forward(self, idx: torch.Tensor, cache=None):
         """Logits (B, T, vocab) for token ids (B, T); ``cache`` (from ``new_cache()``) is extended
         with these tokens and returned, None is returned as None."""
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        length = (cache.get_seq_length() if cache is not None else 0) + idx.shape[1]
+        if limit is not None and length > limit:  # past it the position table runs out (an index error, or worse)
+            raise ValueError(
+                f"{length} tokens is more than the model's context of {limit} positions: "
+                "a shorter prompt or fewer new tokens (max_new_tokens), or data.block_size <= the context"
+            )
         out = self.model(input_ids=idx, cache=cache, use_cache=cache is not None)
         return out.logits, out.cache if cache is not None else None
 

@@ -30,7 +30,7 @@ def tracked_run(logger: MLflowLogger | None) -> Iterator[None]:
         raise
     except TrialPruned:
         if logger is not None and logger.run_id is not None:
-            logger.set_tags({tags.SWEEP_PRUNED: "true"})
+            optional_write(lambda: logger.set_tags({tags.SWEEP_PRUNED: "true"}), f"the tag {tags.SWEEP_PRUNED}")
         _end(logger, "KILLED")
         raise
     except BaseException as error:

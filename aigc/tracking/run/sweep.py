@@ -155,7 +155,7 @@ class SweepRun(Callback):
         metric, mode = next(iter(objectives)) if len(objectives) == 1 else (None, None)
         if metric:
             client.set_tag(run_id, tags.SWEEP_OBJECTIVE, f"{mode} {metric}")
-        best = best_run(finished, metric, mode) if metric else None
+        best = best_run(children, metric, mode) if metric else None
         if best is not None:
             client.set_tag(run_id, tags.BEST_RUN_ID, best.info.run_id)
             client.set_tag(run_id, tags.BEST_RUN_NAME, best.info.run_name)
@@ -182,9 +182,12 @@ def objective_of_sweep(config: DictConfig) -> dict | None:
 
 
 def best_run(runs: list[Run], metric: str, mode: str) -> Run | None:
-    """The run with the lowest (``mode="min"``) or highest final ``metric``; runs without a finite one don't count."""
+    """The run with the lowest (``mode="min"``) or highest final ``metric`` among those that ended
+    FINISHED with a finite one: a failed, killed or pruned run's last value is not a result."""
     sign = 1 if mode == "min" else -1
-    scored = [run for run in runs if math.isfinite(run.data.metrics.get(metric, math.nan))]
+    scored = [
+        run for run in runs if run.info.status == "FINISHED" and math.isfinite(run.data.metrics.get(metric, math.nan))
+    ]
     return min(scored, key=lambda run: sign * run.data.metrics[metric], default=None)
 
 

@@ -200,7 +200,9 @@ class SpoolingClient:
                     break
             for record in abandoned:  # (one still in flight, if sent after all, is idempotent)
                 self._to_spool(record)
-        if self._spool.pending() and self._store_answers():
+        # mid-run (a checkpoint's flush) the writer replays the spool when the store is back:
+        # training must not wait for thousands of spooled writes
+        if close and self._spool.pending() and self._store_answers():
             self._replay()
         left = len(self._spool.pending())
         if left and close:
@@ -250,6 +252,11 @@ class SpoolingClient:
                     self._in_flight = [record] + ([held] if held is not None else [])
                 try:
                     self._to_spool(record) if self.degraded else self._send(record)
+                except BaseException:  # the writer dies (the spool's disk is full): a flush must not wait for `held`
+                    if held is not None:
+                        self._queue.task_done()
+                        held = None
+                    raise
                 finally:
                     with self._lock:
                         self._in_flight = [held] if held is not None else []
