@@ -9,6 +9,12 @@ from aigc.tracking.run.signals import RunInterrupted
 
 # lines of Hydra's error reports that say nothing about this error
 _HYDRA_NOISE = ("Config search path", "Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_type=")
+# Hydra's words for a mismatch of groups, and what the user can do about it
+_HYDRA_HINTS = {
+    # a model with its own tokenizer (model=hf_causal_lm) chooses data/tokenizer, which only text data has
+    "Could not override 'data/tokenizer'": "this model trains on text: add data=<a text dataset> "
+    "(pydocs, shakespeare, or text with data.path=<file>)",
+}
 
 
 def entry_point(main: Callable[[], object]) -> None:
@@ -20,7 +26,9 @@ def entry_point(main: Callable[[], object]) -> None:
     except (RunInterrupted, KeyboardInterrupt):  # runs a signal stopped are already marked KILLED
         sys.exit(130)
     except Exception as error:
-        print(f"Error: {one_line(error)}", file=sys.stderr)
+        text = one_line(error)
+        hints = [hint for words, hint in _HYDRA_HINTS.items() if words in text]
+        print(f"Error: {'; '.join([text, *hints])}", file=sys.stderr)
         sys.exit(1)
 
 

@@ -221,6 +221,7 @@ def test_the_entry_point_refuses_bad_commands_in_one_line_and_creates_no_run(tmp
         ["model=nope"],
         ["model.generator.latent_dim=½"],
         ["data.batch_size=100000", "data.download=false"],  # refused once the data is loaded: no full batch
+        ["model=hf_causal_lm", "model.pretrained=gpt2", "data=mnist"],  # Hydra's words, and what to do
     ]
     for overrides in cases:
         result = run_aigc(tmp_path, *overrides, timeout=120)
@@ -228,6 +229,7 @@ def test_the_entry_point_refuses_bad_commands_in_one_line_and_creates_no_run(tmp
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len([line for line in lines if line.startswith("Error:")]) == 1, (overrides, lines)
         assert "Traceback" not in result.stderr, overrides
+    assert "this model trains on text: add data=<a text dataset>" in result.stderr
     assert not (tmp_path / "mlflow.db").exists() or all_runs(client_for(tmp_path)) == []
 
 
