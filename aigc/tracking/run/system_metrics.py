@@ -36,9 +36,18 @@ class SystemMetrics:
         does not answer must not hold up the end of a run)."""
         if self._monitor is None:
             return
-        stopping = threading.Thread(target=self._monitor.finish, name="aigc-system-metrics-stop", daemon=True)
+        stopping = threading.Thread(target=self._finish, name="aigc-system-metrics-stop", daemon=True)
         stopping.start()
         stopping.join(timeout_s)
+
+    def _finish(self) -> None:
+        self._monitor.finish()
+        # MLflow's monitor drops the samples of the interval the run ended in: a run shorter
+        # than one interval would have none. They are the run's last point.
+        partial = self._monitor.aggregate_metrics()
+        if partial:
+            self._monitor.publish_metrics(partial)
+            self._monitor.mlflow_logger.flush()
 
 
 def _nodes() -> int:
