@@ -230,11 +230,10 @@ def plot_params(comparison: Comparison, path: Path) -> Path:
     runs = [run for run in comparison.runs if math.isfinite(comparison.final(run))]
     for axis, key in zip(axes[0], params, strict=False):
         values = [run.data.params.get(key, "") for run in runs]
-        numbers = [_float(v) for v in values]
-        if all(n is not None for n in numbers):
+        numbers, log = _numeric(values)
+        if numbers is not None:
             xs = numbers
-            positive = [x for x in xs if x > 0]
-            if len(positive) == len(xs) and max(xs) / min(xs) > 30:
+            if log:
                 axis.set_xscale("log")
         else:
             categories = sorted(set(values))
@@ -285,9 +284,8 @@ def plot_parallel(comparison: Comparison, path: Path) -> Path:
 def _axis(values: list[str]) -> tuple[list[float], list[tuple[float, str]]]:
     """A parallel-coordinates axis: each value's height in [0, 1], and (height, label) ticks (the
     ends of a numeric axis, every value of a text one)."""
-    numbers = [_float(v) for v in values]
-    if all(n is not None and math.isfinite(n) for n in numbers):
-        log = min(numbers) > 0 and max(numbers) / min(numbers) > 30
+    numbers, log = _numeric(values)
+    if numbers is not None:
         scaled = [math.log10(n) for n in numbers] if log else numbers
         low, high = min(scaled), max(scaled)
         heights = [0.5 if high == low else (s - low) / (high - low) for s in scaled]
@@ -296,6 +294,15 @@ def _axis(values: list[str]) -> tuple[list[float], list[tuple[float, str]]]:
     categories = sorted(set(values))
     spaced = {c: 0.5 if len(categories) == 1 else i / (len(categories) - 1) for i, c in enumerate(categories)}
     return [spaced[v] for v in values], [(h, c[-20:]) for c, h in spaced.items()]
+
+
+def _numeric(values: list[str]) -> tuple[list[float] | None, bool]:
+    """The values as numbers (None unless every one is a finite number), and whether they want a
+    log scale (all positive, spanning more than 30x)."""
+    numbers = [_float(v) for v in values]
+    if not numbers or not all(n is not None and math.isfinite(n) for n in numbers):
+        return None, False
+    return numbers, min(numbers) > 0 and max(numbers) / min(numbers) > 30
 
 
 def _best(comparison: Comparison, client: MlflowClient, run: Run) -> float:
