@@ -295,3 +295,18 @@ def test_sweep_with_an_unreachable_server_stops_before_any_job(tmp_path: Path):
     assert result.returncode == 1
     assert "Error: MLflow tracking server http://127.0.0.1:9 is unreachable" in result.stderr
     assert "Launching" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("hydra.sweeper.pruner.n_startup_trials=-1", "Number of startup trials cannot be negative"),
+        ("hydra.sweeper.storage=sqlite:////nonexistent/optuna.db", "the study's database can't be opened"),
+    ],
+)
+def test_a_bad_sweeper_config_stops_in_one_line_before_any_run(tmp_path: Path, override: str, message: str):
+    result = run_aigc(tmp_path, "-m", "hparams_search=transformer_optuna", *LM_TRIAL, override, timeout=120)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith("Error: hydra.sweeper: ") and message in errors[0]
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "optuna.db").exists()

@@ -22,9 +22,9 @@ from hydra.utils import instantiate
 from lightning import Callback
 
 from aigc.lightning_internals import batches_that_stepped
-from hydra_plugins.aigc_optuna_sweeper.optuna_sweeper import OptunaSweeper, study_storage
+from aigc.tracking.run.sweep import OPTUNA_SWEEPER
+from hydra_plugins.aigc_optuna_sweeper.optuna_sweeper import study_storage
 
-SWEEPER = f"{OptunaSweeper.__module__}.{OptunaSweeper.__qualname__}"
 # Where the evaluation that pruned the trial is recorded: workers that `trainer=ddp` spawns hand
 # their callback metrics back to the main process, but not their callbacks.
 PRUNED_AT_STEP = "aigc/pruned_at_step"
@@ -43,7 +43,7 @@ class TrialPruning(Callback):
     def for_this_job(cls, metric: str) -> "TrialPruning | None":
         """The callback for a job of aigc's Optuna sweeper (its trial number is the job's number), else None."""
         hydra_cfg = HydraConfig.get()
-        if hydra_cfg.mode != RunMode.MULTIRUN or hydra_cfg.sweeper.get("_target_") != SWEEPER:
+        if hydra_cfg.mode != RunMode.MULTIRUN or hydra_cfg.sweeper.get("_target_") != OPTUNA_SWEEPER:
             return None
         sweeper = hydra_cfg.sweeper
         return cls(sweeper.study_name, sweeper.storage, hydra_cfg.job.num, instantiate(sweeper.pruner), metric)

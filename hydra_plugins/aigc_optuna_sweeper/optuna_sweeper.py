@@ -57,6 +57,13 @@ class OptunaSweeper(Sweeper):
             raise ValueError(f"hydra.sweeper.direction={direction!r}: use one of {sorted(DIRECTIONS)}")
         self.study_name = study_name
         self.storage = storage
+        try:
+            study_storage(storage)  # opened now: a path that can't hold the database fails before any job
+        except Exception as error:
+            raise ValueError(
+                f"hydra.sweeper.storage={storage}: the study's database can't be opened ({error.args[0]}); "
+                "give a writable sqlite:///<path>"
+            ) from None
         self.direction = DIRECTIONS[direction]
         self.n_trials = n_trials
         self.n_jobs = n_jobs

@@ -36,16 +36,21 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
+from hydra.utils import instantiate
 from mlflow.entities import Param, Run, RunStatus
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from aigc import tags
+from aigc.console import one_line
 from aigc.tracking.run.logger import UninterruptedClient, optional_write
 from aigc.tracking.run.record import flatten, objective_tag, read_objective, recorded, typed_overrides
 from aigc.tracking.run.signals import interrupted_by, raise_on_signals, restore_signals
 from aigc.tracking.store.client import TrackingUnreachable, experiment_id, open_store, reachable_store
 from aigc.tracking.store.models import register
+from hydra_plugins.aigc_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
+OPTUNA_SWEEPER = f"{OptunaSweeper.__module__}.{OptunaSweeper.__qualname__}"
 
 PARENT_RUN_ENV = "AIGC_SWEEP_PARENT_RUN_ID"
 
@@ -58,6 +63,12 @@ class SweepRun(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         # Hydra sets its config only per job, and the logger's config reads it (`${hydra:...}`)
         HydraConfig.instance().set_config(config)
+        try:  # Hydra builds the sweeper after this callback: a bad pruner or storage must fail before any run
+            if config.hydra.sweeper.get("_target_") == OPTUNA_SWEEPER:  # Hydra's own can't be built from config
+                instantiate(config.hydra.sweeper)
+        except Exception as error:
+            print(f"Error: hydra.sweeper: {one_line(error.__cause__ or error)}", file=sys.stderr)
+            sys.exit(1)
         mlflow_cfg = OmegaConf.select(config, "logger.mlflow")
         if mlflow_cfg is None:  # logger=none: nothing is tracked
             return
