@@ -61,7 +61,8 @@ class OptunaSweeper(Sweeper):
             study_storage(storage)  # opened now: a path that can't hold the database fails before any job
         except Exception as error:
             raise ValueError(
-                f"hydra.sweeper.storage={storage}: the study's database can't be opened ({error.args[0]}); "
+                f"hydra.sweeper.storage={storage}: the study's database can't be opened "
+                f"({(str(error) or type(error).__name__).splitlines()[0]}); "
                 "give a writable sqlite:///<path>"
             ) from None
         self.direction = DIRECTIONS[direction]
