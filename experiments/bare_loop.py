@@ -163,17 +163,23 @@ def main() -> None:
         for _ in range(args.pairs):
             pairs.append((aigc_step_ms(MODELS[name], args.steps), bare_step_ms(name, args.steps)))
             print(f"  {name}: aigc {pairs[-1][0]:.2f} ms, bare {pairs[-1][1]:.2f} ms", flush=True)
-        ratios = [a / b for a, b in pairs]
-        shown = ", ".join(f"{r:.3f}" for r in ratios)
-        lines.append(
-            f"| `{' '.join(MODELS[name])}` | {statistics.median(a for a, _ in pairs):.2f} "
-            f"| {statistics.median(b for _, b in pairs):.2f} | {statistics.median(ratios):.3f} | {shown} |"
-        )
+        lines.append(ab_row(f"`{' '.join(MODELS[name])}`", pairs, places=2))
     table = "\n".join(lines)
     print(table)
     Path(__file__).with_suffix(".md").write_text(
         "# The framework's cost per step\n\n`.venv/bin/python experiments/bare_loop.py` "
         f"(2 CPU cores, offline, {args.steps} steps after {WARMUP} warm-up).\n\n{table}\n"
+    )
+
+
+def ab_row(label: str, pairs: list[tuple[float, float]], places: int) -> str:
+    """A table row of an A/B benchmark: each side's median, the median of the per-pair ratios
+    A/B, and every ratio (times with ``places`` decimals, ratios with one more)."""
+    ratios = [a / b for a, b in pairs]
+    return (
+        f"| {label} | {statistics.median(a for a, _ in pairs):.{places}f} "
+        f"| {statistics.median(b for _, b in pairs):.{places}f} | {statistics.median(ratios):.{places + 1}f} "
+        f"| {', '.join(f'{r:.{places + 1}f}' for r in ratios)} |"
     )
 
 

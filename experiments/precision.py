@@ -9,10 +9,9 @@ experiments/bare_loop.py). Prints one table; results in experiments/precision.md
 """
 
 import argparse
-import statistics
 from pathlib import Path
 
-from bare_loop import MODELS, aigc_step_ms  # the same timed run (this folder is the script's, on sys.path)
+from bare_loop import MODELS, ab_row, aigc_step_ms  # the same timed run (this folder is the script's, on sys.path)
 
 from aigc.precision import cpu_has_amx
 
@@ -30,12 +29,7 @@ def main() -> None:
             fp32 = aigc_step_ms([*overrides, "logger=none", "trainer.precision=32-true"], args.steps)
             pairs.append((bf16, fp32))
             print(f"  {name}: bf16 {bf16:.1f} ms, fp32 {fp32:.1f} ms", flush=True)
-        ratios = [a / b for a, b in pairs]
-        lines.append(
-            f"| `{' '.join(overrides[:2])}` | {statistics.median(a for a, _ in pairs):.1f} "
-            f"| {statistics.median(b for _, b in pairs):.1f} | {statistics.median(ratios):.2f} "
-            f"| {', '.join(f'{r:.2f}' for r in ratios)} |"
-        )
+        lines.append(ab_row(f"`{' '.join(overrides[:2])}`", pairs, places=1))
     table = "\n".join(lines)
     print(table)
     Path(__file__).with_suffix(".md").write_text(
