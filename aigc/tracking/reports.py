@@ -16,7 +16,7 @@ mean final value, and their curves as a mean with a ±1 sd band.
 import math
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -43,9 +43,18 @@ class Comparison:
     key_params: list[str]  # params whose values differ between the runs (the first MAX_PARAM_COLUMNS)
     parent: Run | None = None  # the sweep's parent run, when comparing a sweep
     varying: list[str] | None = None  # every param whose values differ
+    _histories: dict = field(default_factory=dict, repr=False)
 
     def final(self, run: Run) -> float:
         return run.data.metrics.get(self.metric, math.nan)
+
+    def history(self, client: MlflowClient, run: Run, metric: str) -> dict[int, float]:
+        """``metric``'s points of ``run`` by step, read from the store once per comparison (the
+        table, the seed groups and the plots all use the ranking metric's)."""
+        key = (run.info.run_id, metric)
+        if key not in self._histories:
+            self._histories[key] = {m.step: m.value for m in client.get_metric_history(run.info.run_id, metric)}
+        return self._histories[key]
 
     @property
     def best(self) -> Run | None:
@@ -153,10 +162,7 @@ def plot_seed_groups(comparison: Comparison, client: MlflowClient, groups: list[
     fig = Figure(figsize=(7, 4))
     axis = fig.subplots()
     for rank, group in enumerate(groups, 1):
-        histories = [
-            {m.step: m.value for m in client.get_metric_history(run.info.run_id, comparison.metric)}
-            for run in group.runs
-        ]
+        histories = [comparison.history(client, run, comparison.metric) for run in group.runs]
         steps = sorted(set.intersection(*(set(h) for h in histories)))
         if not steps:
             continue
@@ -211,7 +217,7 @@ def plot_curves(comparison: Comparison, client: MlflowClient, metrics: list[str]
     axes = fig.subplots(1, len(metrics), squeeze=False)
     for axis, metric in zip(axes[0], metrics, strict=False):
         for run in comparison.runs:
-            points = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, metric))
+            points = sorted(comparison.history(client, run, metric).items())
             if points:
                 steps, values = zip(*points, strict=False)
                 axis.plot(steps, values, marker=".", label=_label(run))
@@ -307,7 +313,7 @@ def _numeric(values: list[str]) -> tuple[list[float] | None, bool]:
 
 def _best(comparison: Comparison, client: MlflowClient, run: Run) -> float:
     """The run's best value of the metric over its steps."""
-    finite = [m.value for m in client.get_metric_history(run.info.run_id, comparison.metric) if math.isfinite(m.value)]
+    finite = [v for v in comparison.history(client, run, comparison.metric).values() if math.isfinite(v)]
     return (min if comparison.mode == "min" else max)(finite) if finite else math.nan
 
 
