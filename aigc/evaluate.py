@@ -77,7 +77,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         datamodule = instantiate_stored(run_cfg.data, f"{ckpt_path}: data", _convert_="all")
         callbacks = [instantiate(c) for c in (run_cfg.get("callbacks") or {}).values()]
         trainer = instantiate(
-            cfg.trainer, logger=logger or False, callbacks=callbacks, precision=trainer_precision(cfg.trainer)[0]
+            cfg.trainer, logger=logger or False, callbacks=callbacks, precision=trainer_precision(cfg.trainer, model)[0]
         )
         try:
             (scores,) = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -120,7 +120,7 @@ def score_as_configured(cfg: DictConfig) -> dict[str, float]:
         logger.set_tags({tags.TASK: "evaluate"})
         overrides = typed_overrides(HydraConfig.get().overrides.task)
         record_run(logger, config, overrides, datamodule.source, CODE_DIR, datamodule.state_dict())
-        precision, why = trainer_precision(cfg.trainer)
+        precision, why = trainer_precision(cfg.trainer, model)
         logger.set_tags({tags.PRECISION: f"{precision} ({why})"})
         trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks, precision=precision)
         (scores,) = trainer.test(model, datamodule=datamodule)

@@ -9,7 +9,9 @@ quietly. ``pyproject.toml`` pins Lightning to the range these were checked on.
 - ``MLFLOW_LOGGER``: what ``aigc.tracking.run.logger.MLflowLogger`` reads and sets in Lightning's
   ``MLFlowLogger`` it extends (the run, the experiment, the checkpoints it logs at the end);
 - ``DDP_STRATEGY``: what ``aigc.distributed.DDPStrategy`` hooks into (the DDP wrapper's
-  arguments, built in ``_setup_model``).
+  arguments, built in ``_setup_model``);
+- ``MODEL_CHECKPOINT``: what ``aigc.callbacks.ModelCheckpoint`` calls to save after the last
+  epoch as Lightning saves after every n-th.
 """
 
 MLFLOW_LOGGER = (
@@ -24,6 +26,14 @@ MLFLOW_LOGGER = (
     "_scan_and_log_checkpoints",
 )
 DDP_STRATEGY = ("_ddp_kwargs", "_setup_model")
+MODEL_CHECKPOINT = (
+    "_every_n_epochs",
+    "_should_save_on_train_epoch_end",
+    "_should_skip_saving_checkpoint",
+    "_monitor_candidates",
+    "_save_topk_checkpoint",
+    "_save_last_checkpoint",
+)
 
 
 def batches_that_stepped(trainer) -> int:

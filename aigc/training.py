@@ -57,7 +57,7 @@ def build(cfg: DictConfig) -> Job:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()] if on_rank_zero else []
     with within_memory():
         model = instantiate(cfg.model, _convert_="all")
-    precision, why = trainer_precision(cfg.trainer)
+    precision, why = trainer_precision(cfg.trainer, model)
     return Job(
         datamodule=instantiate(cfg.data, _convert_="all"),
         model=model,

@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HELPERS = Path(__file__).resolve().parent / "helpers"
 WARMUP = 5
+FLOAT32 = "trainer.precision=32-true"  # as the bare loop computes (the default, auto, may choose bf16)
 MODELS = {
     "gan": ["model=gan", "data=mnist", "data.download=false"],
     "vae": ["model=vae", "data=mnist", "data.download=false"],
@@ -36,30 +37,42 @@ MODELS = {
 
 
 def aigc_step_ms(overrides: list[str], steps: int) -> float:
+    return timed_run_ms([*overrides, *one_timed_epoch(steps)], WARMUP)
+
+
+def one_timed_epoch(steps: int) -> list[str]:
     """One epoch of ``WARMUP + steps`` training batches, no validation."""
-    limits = [
+    return [
         "trainer.max_epochs=1",
         f"+trainer.limit_train_batches={WARMUP + steps + 1}",
         "+trainer.limit_val_batches=0",
     ]
-    return timed_run_ms([*overrides, *limits], WARMUP)
 
 
 def timed_run_ms(overrides: list[str], warmup: int) -> float:
     """``python -m aigc.run <overrides>`` in a fresh folder: the median ms per step after ``warmup``."""
+    (steps,) = run_with_helpers(overrides, warmup, "step_time.StepTime")
+    return 1000 * statistics.median(steps["steps_s"])
+
+
+def run_with_helpers(overrides: list[str], warmup: int, *callbacks: str) -> list[dict]:
+    """``python -m aigc.run <overrides>`` in a fresh folder, with these callbacks of
+    experiments/helpers (``module.Class``, each taking ``out`` and ``warmup_batches``) added:
+    what each wrote."""
     with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "steps.json"
-        command = [
-            *(sys.executable, "-m", "aigc.run", *overrides),
-            "+callbacks.step_time._target_=step_time.StepTime",
-            f"+callbacks.step_time.out={out}",
-            f"+callbacks.step_time.warmup_batches={warmup}",
+        outs = [Path(folder) / f"{target}.json" for target in callbacks]
+        added = [
+            f"+callbacks.{target.split('.')[0]}.{key}={value}"
+            for target, out in zip(callbacks, outs, strict=True)
+            for key, value in (("_target_", target), ("out", out), ("warmup_batches", warmup))
         ]
         env = {**os.environ, "PYTHONPATH": str(HELPERS)}
-        result = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "aigc.run", *overrides, *added], cwd=folder, env=env, capture_output=True, text=True
+        )
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(overrides)} failed:\n{result.stderr[-3000:]}")
-        return 1000 * statistics.median(json.loads(out.read_text())["steps_s"])
+        return [json.loads(out.read_text()) for out in outs]
 
 
 def bare_step_ms(name: str, steps: int) -> float:
@@ -161,7 +174,7 @@ def main() -> None:
     for name in args.only:
         pairs = []
         for _ in range(args.pairs):
-            pairs.append((aigc_step_ms(MODELS[name], args.steps), bare_step_ms(name, args.steps)))
+            pairs.append((aigc_step_ms([*MODELS[name], FLOAT32], args.steps), bare_step_ms(name, args.steps)))
             print(f"  {name}: aigc {pairs[-1][0]:.2f} ms, bare {pairs[-1][1]:.2f} ms", flush=True)
         lines.append(ab_row(f"`{' '.join(MODELS[name])}`", pairs, places=2))
     table = "\n".join(lines)

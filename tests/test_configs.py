@@ -6,6 +6,7 @@ import pytest
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from mlflow import MlflowClient
 
 from aigc.callbacks import ReconstructionGrid, TextMetrics
 from aigc.capabilities import Contract, MissingCapability
@@ -73,13 +74,18 @@ def test_seed_makes_a_run_repeatable(compose_cfg, tmp_path):
     assert first is not None and first == second
 
 
-def test_scoring_every_few_epochs_checkpoints_on_those_epochs(compose_cfg, tmp_path):
-    overrides = ("debug=fast", "logger=none", "data.download=false", "metrics.inception=false")
-    cfg = compose_cfg(*overrides, "trainer.max_epochs=4", "metrics.every_n_epochs=2")
+def test_scoring_every_few_epochs_scores_and_checkpoints_those_epochs_and_the_last(compose_cfg, tmp_path):
+    overrides = ("debug=fast", "data.download=false", "metrics.inception=false")
+    cfg = compose_cfg(*overrides, "trainer.max_epochs=5", "metrics.every_n_epochs=2")
     assert train(cfg) is not None  # the objective, val/fid_mnist, from the last scored epoch
-    saved = sorted(p.name for p in (tmp_path / "out" / "checkpoints").iterdir())
-    # epochs 1 and 3 (0-based) are scored; the best of them is kept
-    assert saved in (["best-epoch001.ckpt", "last.ckpt"], ["best-epoch003.ckpt", "last.ckpt"])
+    client = MlflowClient(cfg.logger.mlflow.tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name(cfg.logger.mlflow.experiment_name).experiment_id])
+    history = client.get_metric_history(run.info.run_id, "val/fid_mnist")
+    assert len(history) == 3  # epochs 2 and 4 (every 2nd) and 5 (the last)
+    checkpoints = tmp_path / "out" / "checkpoints"
+    saved = sorted(p.name for p in checkpoints.iterdir())
+    assert saved in [[f"best-epoch00{epoch}.ckpt", "last.ckpt"] for epoch in (1, 3, 4)]  # 0-based
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"] == 4  # resume starts after the last
 
 
 def test_cfg_job_prints_the_composed_config(tmp_path: Path):

@@ -34,7 +34,9 @@ def test_language_model_run_logs_text_metrics_and_samples_from_the_store(tmp_pat
     # ... sampled for a minute, but a shorter run still ends with one point for the time it ran
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(run.data.metrics)
     tags = run.data.tags
-    assert tags["data.source"] == "pydoc_data" and tags["aigc.precision"] == "32-true (as configured)"
+    assert tags["data.source"] == "pydoc_data" and tags["aigc.precision"].startswith(
+        "32-true (auto: a CPU"
+    )  # language models: float32 on CPUs
     assert tags["metrics.text.num_prompts"] == "4" and tags["metrics.text.prompt_tokens"] == "16"
     assert "tok:13a" in tags["metrics.text.bleu_signature"]
     run_id = run.info.run_id
@@ -48,7 +50,7 @@ def test_language_model_run_logs_text_metrics_and_samples_from_the_store(tmp_pat
     rates = client.get_metric_history(run_id, "train/tokens_per_sec")
     assert sorted(m.step for m in rates) == list(range(6)) and all(m.value > 0 for m in rates)
     samples = [a.path for a in client.list_artifacts(run_id, "samples")]
-    assert len(samples) == 2 and all(p.endswith(".txt") for p in samples)
+    assert len(samples) == 1 and all(p.endswith(".txt") for p in samples)  # scored after the last epoch only
     assert "data/tokenizer.json" in {a.path for a in client.list_artifacts(run_id, "data")}
 
     # a fresh process with only the store: the checkpoint carries the config and the tokenizer

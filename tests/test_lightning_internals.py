@@ -3,6 +3,7 @@ a Lightning upgrade that moves one fails here, by name, not in the middle of som
 
 import lightning as L
 import pytest
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.strategies import DDPStrategy
 
@@ -19,6 +20,13 @@ def test_the_ddp_strategy_has_what_ours_hooks_into():
     strategy = DDPStrategy(process_group_backend="gloo")
     missing = [name for name in lightning_internals.DDP_STRATEGY if not hasattr(strategy, name)]
     assert missing == [], f"Lightning's DDPStrategy no longer has {missing}: update aigc/distributed.py"
+
+
+def test_the_model_checkpoint_has_what_ours_calls():
+    missing = [name for name in lightning_internals.MODEL_CHECKPOINT if not hasattr(ModelCheckpoint(), name)]
+    assert missing == [], (
+        f"Lightning's ModelCheckpoint no longer has {missing}: update aigc/callbacks/model_checkpoint.py"
+    )
 
 
 @pytest.mark.parametrize("steps", [0, 3])

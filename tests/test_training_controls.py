@@ -37,6 +37,16 @@ def test_precision_auto_takes_bf16_where_the_hardware_has_bf16_units(compose_cfg
     without.write_text("flags\t\t: fpu sse avx2\n")
     assert cpu_has_amx(with_amx) and not cpu_has_amx(without) and not cpu_has_amx(tmp_path / "none")
 
-    job = build(compose_cfg(*QUICK, "trainer.precision=auto", "trainer.accelerator=cpu"))
+    job = build(compose_cfg(*QUICK, "trainer.accelerator=cpu"))  # auto is the default
     expected = "bf16-mixed" if cpu_has_amx() else "32-true"
     assert job.trainer.precision == expected and job.precision.startswith(f"{expected} (auto: a CPU")
+
+
+def test_precision_auto_keeps_float32_for_a_model_that_runs_slower_in_bf16_on_a_cpu(compose_cfg, monkeypatch):
+    monkeypatch.setattr("aigc.precision.cpu_has_amx", lambda: True)  # whatever this machine's CPU is
+    conv = build(compose_cfg(*QUICK, "trainer.accelerator=cpu"))
+    gpt = build(compose_cfg("model=transformer", "data=pydocs", "debug=fast", "logger=none", "trainer.accelerator=cpu"))
+    assert conv.trainer.precision == "bf16-mixed" and conv.precision == "bf16-mixed (auto: a CPU with AMX bf16 units)"
+    assert gpt.trainer.precision == "32-true"
+    assert gpt.precision == "32-true (auto: a CPU with AMX, but LanguageModel runs slower in bf16 on a CPU)"
+    assert choose_precision("bf16-mixed", "cpu", gpt.model) == ("bf16-mixed", "as configured")

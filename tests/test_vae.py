@@ -110,7 +110,8 @@ def test_step_values_are_written_where_lightning_writes_and_epoch_means_cover_ev
         "model=vae", "debug=fast", "logger=none", "data.download=false", f"trainer.log_every_n_steps={every}"
     )
     job = build(cfg)
-    job.trainer = instantiate(cfg.trainer, logger=CSVLogger(tmp_path), callbacks=[], enable_checkpointing=False)
+    only_csv = dict(logger=CSVLogger(tmp_path), callbacks=[], enable_checkpointing=False)
+    job.trainer = instantiate(cfg.trainer, precision=job.trainer.precision, **only_csv)
     seen = []
     losses = job.model.losses
     job.model.losses = lambda images, noise=None: seen.append(loss := losses(images, noise)) or loss

@@ -5,6 +5,7 @@ from aigc.callbacks.config_snapshot import ConfigSnapshot
 from aigc.callbacks.finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
 from aigc.callbacks.image_metrics import ImageMetrics
 from aigc.callbacks.learning_rates import LearningRates
+from aigc.callbacks.model_checkpoint import ModelCheckpoint
 from aigc.callbacks.reconstruction_grid import ReconstructionGrid
 from aigc.callbacks.sample_grid import SampleGrid
 from aigc.callbacks.text_metrics import TextMetrics
@@ -13,6 +14,7 @@ __all__ = [
     "ConfigSnapshot",
     "ImageMetrics",
     "LearningRates",
+    "ModelCheckpoint",
     "NonFiniteLossError",
     "ReconstructionGrid",
     "SampleGrid",

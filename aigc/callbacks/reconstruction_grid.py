@@ -3,6 +3,7 @@
 import torch
 
 from aigc.callbacks.image_logging import grid_picture, save_and_log
+from aigc.callbacks.schedule import due
 from aigc.capabilities import Contract, Reconstructs
 from aigc.constraints import PositiveInt
 from aigc.metrics.images import to_uint8
@@ -34,7 +35,7 @@ class ReconstructionGrid(Contract):
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        if (trainer.current_epoch + 1) % self.every_n_epochs:
+        if not due(trainer, self.every_n_epochs):
             return
         originals = self._fixed_images(trainer)
         reconstructions = pl_module.reconstruct(originals.to(pl_module.device)).cpu()

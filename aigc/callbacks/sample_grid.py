@@ -3,6 +3,7 @@
 import math
 
 from aigc.callbacks.image_logging import grid_picture, save_and_log
+from aigc.callbacks.schedule import due
 from aigc.capabilities import Contract, GeneratesImages
 from aigc.constraints import PositiveInt
 from aigc.metrics.images import to_uint8
@@ -28,7 +29,7 @@ class SampleGrid(Contract):
         self.key = key
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if (trainer.current_epoch + 1) % self.every_n_epochs or not trainer.is_global_zero:
+        if not due(trainer, self.every_n_epochs) or not trainer.is_global_zero:
             return
         images = to_uint8(pl_module.sample(self.num_samples, seed=self.seed))
         picture = grid_picture(images, nrow=math.ceil(math.sqrt(self.num_samples)))

@@ -4,12 +4,14 @@ from contextlib import AbstractContextManager
 
 import torch
 
+from aigc.callbacks.schedule import due
 from aigc.capabilities import Contract
 
 
 class ScoringCallback(Contract):
-    """Calls ``score(trainer, pl_module, stage)`` after every ``every_n_epochs``-th validation
-    (never the sanity check) as ``"val"``, and after testing as ``"test"``; what the model and
+    """Calls ``score(trainer, pl_module, stage)`` after the validations of every
+    ``every_n_epochs``-th epoch and of the last (``aigc.callbacks.schedule``; never the sanity
+    check) as ``"val"``, and after testing as ``"test"``; what the model and
     the data must offer is declared in ``needs_model`` and ``needs_data`` (checked at set-up)."""
 
     every_n_epochs: int = 1
@@ -18,7 +20,7 @@ class ScoringCallback(Contract):
         raise NotImplementedError
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
+        if trainer.sanity_checking or not due(trainer, self.every_n_epochs):
             return
         self.score(trainer, pl_module, "val")
 

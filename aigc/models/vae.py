@@ -27,6 +27,9 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 class VAE(LightningModule):
+    # trainer.precision=auto: conv nets train 1.2x faster in bf16 on a CPU with AMX (aigc/precision.py)
+    faster_in_bf16_on_cpu = True
+
     def __init__(
         self,
         encoder: nn.Module,
