@@ -61,11 +61,13 @@ def main() -> None:
             f"| {100 * statistics.median(costs):+.1f}% | {', '.join(f'{100 * c:+.1f}%' for c in costs)} "
             f"| {inside:.3f} | {writer:.3f} | {100 * statistics.median(shares):.2f}% |"
         )
+    timed = parts[0]["steps"]  # an epoch may be shorter than --steps
     table = "\n".join(lines) + "\n\n" + system_metrics_cost()
     print(table)
     Path(__file__).with_suffix(".md").write_text(
         f"# What MLflow logging costs per step\n\n`.venv/bin/python experiments/logging_cost.py` ({args.model}, "
-        f"2 CPU cores, offline, {args.steps} steps after {WARMUP} warm-up).\n\n{table}\n"
+        f"2 CPU cores, offline, one epoch: {WARMUP} warm-up steps, then up to {args.steps} timed, "
+        f"{timed} here).\n\n{table}\n"
     )
 
 
