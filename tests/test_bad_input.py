@@ -42,6 +42,7 @@ MODEL_KEYS = {
         "model.generator.width",
         "model.discriminator.width",
         "model.grad_clip",
+        "model.r1_gamma",
         "model.optimizer_g.lr",
         "model.optimizer_d.betas",
     ],

@@ -1,7 +1,12 @@
 """Training controls as config: weight EMA, early stopping on the objective, precision=auto."""
 
-import torch
+import math
 
+import pytest
+import torch
+from torch import nn
+
+from aigc.models.gan import r1_penalty
 from aigc.precision import choose_precision, cpu_has_amx
 from aigc.training import build
 
@@ -50,3 +55,19 @@ def test_precision_auto_keeps_float32_for_a_model_that_runs_slower_in_bf16_on_a_
     assert gpt.trainer.precision == "32-true"
     assert gpt.precision == "32-true (auto: a CPU with AMX, but LanguageModel runs slower in bf16 on a CPU)"
     assert choose_precision("bf16-mixed", "cpu", gpt.model) == ("bf16-mixed", "as configured")
+
+
+def test_r1_penalty_is_the_squared_gradient_norm_of_the_discriminator_at_real_images(compose_cfg):
+    # a linear discriminator has the same gradient everywhere: its weights
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(4, 1))
+    images = torch.randn(3, 1, 2, 2, requires_grad=True)
+    assert r1_penalty(linear(images), images).item() == pytest.approx(linear[1].weight.square().sum().item())
+
+    losses = {}
+    for gamma in (0.0, 1000.0):
+        cfg = compose_cfg("model=gan", "debug=fast", "logger=none", "data.download=false", f"model.r1_gamma={gamma}")
+        job = build(cfg)
+        job.trainer.fit(job.model, datamodule=job.datamodule)
+        losses[gamma] = float(job.trainer.callback_metrics["train/loss_d_epoch"])
+    assert all(math.isfinite(loss) for loss in losses.values())
+    assert losses[1000.0] > losses[0.0]  # the penalty is part of the discriminator's loss

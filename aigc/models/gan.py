@@ -11,7 +11,7 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
-from aigc.constraints import PositiveFloat
+from aigc.constraints import NonNegativeFloat, PositiveFloat
 from aigc.models.batches import real_images
 from aigc.models.modes import evaluating
 from aigc.models.training_log import TrainingLog
@@ -31,6 +31,7 @@ class GAN(LightningModule):
         optimizer_d: Callable[..., torch.optim.Optimizer],
         loss,
         grad_clip: PositiveFloat | None = None,
+        r1_gamma: NonNegativeFloat = 0.0,
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -44,6 +45,7 @@ class GAN(LightningModule):
         self.optimizer_d = optimizer_d
         self.loss = loss
         self.grad_clip = grad_clip
+        self.r1_gamma = r1_gamma
         self._training_log = TrainingLog()
 
     @property
@@ -73,7 +75,11 @@ class GAN(LightningModule):
         fake = self.generator(z)
 
         self.toggle_optimizer(opt_d)
-        loss_d = self.loss.discriminator(self.discriminator(real), self.discriminator(fake.detach()))
+        real.requires_grad_(self.r1_gamma > 0)
+        real_logits = self.discriminator(real)
+        loss_d = self.loss.discriminator(real_logits, self.discriminator(fake.detach()))
+        if self.r1_gamma > 0:
+            loss_d = loss_d + self.r1_gamma / 2 * r1_penalty(real_logits, real)
         self._update(opt_d, loss_d)
         self.untoggle_optimizer(opt_d)
 
@@ -116,3 +122,10 @@ class GAN(LightningModule):
         latent = torch.randn(num_samples, self.latent_dim, generator=torch.Generator().manual_seed(seed))
         with evaluating(self.generator):
             return self.generator(latent.to(self.device))
+
+
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """The mean squared norm of the discriminator's gradient at real images (Mescheder et al.,
+    2018, "Which training methods for GANs do actually converge?"): it keeps D flat on the data."""
+    (gradient,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return gradient.float().square().flatten(1).sum(1).mean()
