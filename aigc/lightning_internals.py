@@ -10,8 +10,8 @@ quietly. ``pyproject.toml`` pins Lightning to the range these were checked on.
   ``MLFlowLogger`` it extends (the run, the experiment, the checkpoints it logs at the end);
 - ``DDP_STRATEGY``: what ``aigc.distributed.DDPStrategy`` hooks into (the DDP wrapper's
   arguments, built in ``_setup_model``);
-- ``MODEL_CHECKPOINT``: what ``aigc.callbacks.ModelCheckpoint`` calls to save after the last
-  epoch as Lightning saves after every n-th.
+- ``MODEL_CHECKPOINT``: what ``aigc.callbacks.ModelCheckpoint`` calls to save the best after
+  the last epoch and ``last.ckpt`` after every epoch, as Lightning saves them after every n-th.
 """
 
 MLFLOW_LOGGER = (

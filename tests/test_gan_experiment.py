@@ -1,4 +1,4 @@
-"""`experiment=gan_mnist`, the ten-CPU-minute GAN: bfloat16 where it pays, widths 32/64, scored every 5th epoch."""
+"""`experiment=gan_mnist`, the ten-CPU-minute GAN: bfloat16 where it pays, widths 32/64, R1, scored every 5th epoch."""
 
 import math
 
@@ -18,7 +18,11 @@ def test_gan_mnist_trains_in_bfloat16_where_it_pays_and_scores_every_fifth_epoch
     run = only_run(client)
     assert run.info.status == "FINISHED"
     params = run.data.params
-    assert (params["model.generator.width"], params["model.discriminator.width"]) == ("32", "64")
+    assert (params["model.generator.width"], params["model.discriminator.width"], params["model.r1_gamma"]) == (
+        "32",
+        "64",
+        "1.0",
+    )
     assert run.data.tags["aigc.precision"].startswith("bf16-mixed (auto" if cpu_has_amx() else "32-true (auto")
 
     history = client.get_metric_history(run.info.run_id, "val/is_mnist")
