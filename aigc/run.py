@@ -15,6 +15,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
@@ -43,11 +44,13 @@ def main(cfg: DictConfig) -> float | Exception | None:
         if in_sweep:
             raise
         sys.exit(1)
-    except Exception as error:
+    except Exception as raised:
+        # Hydra's instantiate wraps what a constructor raised, naming only the class: the cause says what to fix
+        error = raised.__cause__ if isinstance(raised, InstantiationException) and raised.__cause__ else raised
         where = traceback.extract_tb(error.__traceback__)[-1]
         log = Path(HydraConfig.get().runtime.output_dir) / "error.log"
         try:
-            log.write_text("".join(traceback.format_exception(error)))
+            log.write_text("".join(traceback.format_exception(raised)))
             full = f"full traceback: {log}"
         except OSError as unwritable:  # a full disk, say: the one line below still says what happened
             full = f"no traceback file: {unwritable.strerror}"

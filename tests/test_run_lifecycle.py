@@ -66,7 +66,9 @@ def test_unreachable_tracking_server_fails_before_training(tmp_path: Path):
     started = time.monotonic()
     result = run_aigc(tmp_path, *FAST, f"logger.mlflow.tracking_uri={uri}", timeout=120)
     assert result.returncode == 1
-    assert f"MLflow tracking server {uri} is unreachable" in result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert error.startswith(f"Error: TrackingUnreachable: MLflow tracking server {uri} is unreachable")
+    assert error.count("is unreachable") == 1  # the cause, not Hydra's wrapping of it too
     assert "Epoch 0" not in result.stdout + result.stderr
     assert time.monotonic() - started < 60
 
