@@ -3,7 +3,7 @@
 Two parts, over the training steps after warm-up:
 - the training thread's wall time inside the loggers' ``log_metrics`` and ``save`` (what a
   step waits for: turning values into records and queueing them);
-- the CPU time of aigc's tracking writer thread (``aigc-tracking-writer``, which sends the
+- the CPU time of aigc's tracking writer thread (``spool.WRITER_THREAD``, which sends the
   queued records to the store), read from the thread's own CPU clock. On a machine whose
   cores all train, that is CPU time taken from training.
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lightning import Callback
 
-WRITER = "aigc-tracking-writer"
+from aigc.tracking.store.spool import WRITER_THREAD
 
 
 def thread_cpu_s(name: str) -> float:
@@ -54,7 +54,7 @@ class LoggingTime(Callback):
         if batch_idx == self.warmup_batches:
             self.timing = True
             self.start = time.perf_counter()
-            self.writer_start_s = thread_cpu_s(WRITER)
+            self.writer_start_s = thread_cpu_s(WRITER_THREAD)
         self.steps += self.timing
 
     def on_train_epoch_end(self, trainer, pl_module):
@@ -62,7 +62,7 @@ class LoggingTime(Callback):
             "steps": self.steps,
             "wall_s": time.perf_counter() - self.start,
             "inside_s": self.inside_s,
-            "writer_cpu_s": thread_cpu_s(WRITER) - self.writer_start_s,
+            "writer_cpu_s": thread_cpu_s(WRITER_THREAD) - self.writer_start_s,
         }
         self.timing = False
         self.out.write_text(json.dumps(result))

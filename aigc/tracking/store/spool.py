@@ -64,6 +64,7 @@ PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST"
 # metric writes that follow one another within this many seconds go to the store as one batch
 GATHER_S = 0.5
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch
+WRITER_THREAD = "aigc-tracking-writer"  # the thread that sends writes to the store (benchmarks time it)
 
 
 class Spool:
@@ -224,7 +225,7 @@ class SpoolingClient:
             return
         self._run_id = self._run_id or record["args"].get("run_id")
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._work, name="aigc-tracking-writer", daemon=True)
+            self._thread = threading.Thread(target=self._work, name=WRITER_THREAD, daemon=True)
             self._thread.start()
         try:
             self._queue.put_nowait(record)
