@@ -34,6 +34,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from aigc.constraints import NonNegativeInt, PositiveFloat, PositiveInt, Probability
 from aigc.models import sampling
 from aigc.models.batches import IGNORED_TARGET
+from aigc.models.training_log import TrainingLog
 
 
 class WarmupCosineLR(LRScheduler):
@@ -73,8 +74,6 @@ class WarmupCosineLR(LRScheduler):
 class _Tally:
     """What training adds up over a stretch of batches."""
 
-    loss_sum: torch.Tensor | float = 0.0
-    batches: int = 0
     tokens: int = 0
     seconds: float = 0.0
 
@@ -125,7 +124,8 @@ class LanguageModel(LightningModule):
         self._state = None  # the hidden state carried between training batches
         self._compiled = False
         self._clock = 0.0
-        self._epoch, self._window = _Tally(), _Tally()  # training totals: this epoch's, since the last point logged
+        self._epoch, self._window = _Tally(), _Tally()  # throughput: this epoch's, since the last point logged
+        self._training_log = TrainingLog()
         if vocab_size is not None:
             self.build(vocab_size)
 
@@ -200,11 +200,8 @@ class LanguageModel(LightningModule):
             # keep the values, cut the graph: gradients flow back one window only
             self._state = tuple(s.detach() for s in state)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
-        # One self.log per step: each costs Lightning about 0.2 ms, 1% of a small model's step.
-        # The epoch mean and the throughput are kept here and logged when they are written.
-        self.log("train/loss", loss.detach(), prog_bar=True)
-        self._epoch.loss_sum += loss.detach()
-        self._epoch.batches += 1
+        # logged when Lightning writes it; its epoch mean, train/loss_epoch, when the epoch ends
+        self._training_log.step(self, {"train/loss": loss}, len(x))
         return loss
 
     @staticmethod
@@ -230,8 +227,7 @@ class LanguageModel(LightningModule):
             self._window = _Tally()
 
     def on_train_epoch_end(self) -> None:
-        if self._epoch.batches:
-            self.log("train/loss_epoch", self._epoch.loss_sum / self._epoch.batches, sync_dist=True)
+        self._training_log.epoch_end(self)
         if self._epoch.seconds > 0:
             self.log("train/tokens_per_sec_epoch", self._epoch.tokens / self._epoch.seconds, sync_dist=True)
 
