@@ -19,14 +19,17 @@ is the median of the per-pair ratios (target: <= 0.8). Prints one table; results
 experiments/nanogpt_anchor.md.
 
 ``--levers`` adds aigc rows with the speed settings in ``LEVERS`` (each also in every pair):
-``torch.compile`` of the net on the CPU (Inductor's C++ kernels) and AdamW's fused kernel. Both
-sides use torch's default threads (one per core).
+``torch.compile`` of the net on the CPU (Inductor's C++ kernels), AdamW's fused kernel, and
+float32 matrix products computed in bf16 on a CPU with AMX (float32 matmul precision
+``medium``, aigc/callbacks/matmul_precision.py; nanoGPT's `train.py` has no such setting for a
+CPU, and on a GPU sets TF32). Both sides use torch's default threads (one per core).
 
 ``--quality SEED ...`` trains nanoGPT's `train.py` for 2,000 iterations per seed (its seed,
 hard-coded as 1337, is patched in the temporary copy) and scores its checkpoint at iteration
 2,000 as aigc scores `val/loss`: the mean cross-entropy over every consecutive window of 64
 tokens of the whole validation split, not its 20-batch `estimate_loss`. Beside it,
-`python -m aigc.run experiment=shakespeare_char_cpu seed=SEED` and its last `val/loss`.
+`python -m aigc.run experiment=shakespeare_char_cpu seed=SEED` (plus the overrides of
+``--quality-lever``) and its last `val/loss`.
 """
 
 import argparse
@@ -77,11 +80,15 @@ def nanogpt_ms(repo: Path, iters: int) -> float:
     return statistics.median(ms for i, ms in times.items() if i > WARMUP and i % EVAL_INTERVAL != 0)
 
 
+BF16_PRODUCTS = "callbacks.float32_matmul_precision.precision=medium"  # float32 products in bf16 (AMX)
 LEVERS = {
     "default": [],
     "compile": ["model.compile=true"],
     "fused": ["+model.optimizer.fused=true"],
     "compile+fused": ["model.compile=true", "+model.optimizer.fused=true"],
+    "bf16-products": [BF16_PRODUCTS],
+    "bf16-products+fused": [BF16_PRODUCTS, "+model.optimizer.fused=true"],
+    "bf16-products+compile+fused": [BF16_PRODUCTS, "model.compile=true", "+model.optimizer.fused=true"],
 }
 
 
@@ -127,15 +134,17 @@ def nanogpt_val_loss(repo: Path, seed: int) -> float:
     return float(scored.stdout.strip().splitlines()[-1])
 
 
-def quality_table(repo: Path, text: Path, seeds: list[int]) -> str:
-    ours = aigc_runs(text, "-m", "experiment=shakespeare_char_cpu", f"seed={','.join(map(str, seeds))}")
+def quality_table(repo: Path, text: Path, seeds: list[int], lever: str) -> str:
+    seeded = f"seed={','.join(map(str, seeds))}"
+    ours = aigc_runs(text, "-m", "experiment=shakespeare_char_cpu", seeded, *LEVERS[lever])
     ours_by_seed = {int(row["seed"]): row["val_loss"] for row in ours}
     theirs = {}
     for seed in seeds:
         theirs[seed] = nanogpt_val_loss(repo, seed)
         print(f"  seed {seed}: aigc {ours_by_seed[seed]:.4f}, nanoGPT {theirs[seed]:.4f}", flush=True)
     lines = [
-        f"| seed | aigc.run val/loss at {QUALITY_ITERS:,} | nanoGPT `train.py` checkpoint at {QUALITY_ITERS:,}, "
+        f"| seed | aigc.run val/loss at {QUALITY_ITERS:,} ({' '.join(LEVERS[lever]) or 'no overrides'}) "
+        f"| nanoGPT `train.py` checkpoint at {QUALITY_ITERS:,}, "
         "same measure | aigc - nanoGPT |",
         "|---|---|---|---|",
         *(f"| {s} | {ours_by_seed[s]:.4f} | {theirs[s]:.4f} | {ours_by_seed[s] - theirs[s]:+.4f} |" for s in seeds),
@@ -158,6 +167,7 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=EVAL_INTERVAL)
     parser.add_argument("--levers", nargs="*", choices=list(LEVERS), default=["default"])
     parser.add_argument("--quality", type=int, nargs="*", metavar="SEED", help="val loss at 2,000 iterations too")
+    parser.add_argument("--quality-lever", choices=list(LEVERS), default="default", help="aigc's overrides there")
     args = parser.parse_args()
     if args.nanogpt is None or not args.nanogpt.exists():
         print("skipped: no nanoGPT (--nanogpt <clone>): the anchor row needs nanoGPT's own train.py")
@@ -172,7 +182,7 @@ def main() -> None:
             sections.append(("Time per iteration", timing_table(repo, args)))
         if args.quality:
             title = f"Validation loss at {QUALITY_ITERS:,} iterations"
-            sections.append((title, quality_table(repo, args.text, args.quality)))
+            sections.append((title, quality_table(repo, args.text, args.quality, args.quality_lever)))
     text = "".join(f"\n## {title}\n\n{table}\n" for title, table in sections)
     print(text)
     Path(__file__).with_suffix(".md").write_text(

@@ -34,6 +34,7 @@ SHARED_KEYS = [
     "callbacks.sample_grid.num_samples",
     "callbacks.sample_grid.every_n_epochs",
     "callbacks.reconstruction_grid.num_images",
+    "callbacks.float32_matmul_precision.precision",
     "seed",
 ]
 MODEL_KEYS = {

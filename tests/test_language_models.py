@@ -45,6 +45,23 @@ def tokens(batch: int, length: int, seed: int = 0) -> torch.Tensor:
 
 
 @torch.no_grad()
+def test_gpt_with_float32_products_in_bf16_gives_the_float32_outputs_to_bf16_rounding():
+    # float32 matmul precision "medium" (bf16 products on AMX CPUs): the attention runs SDPA's
+    # math kernel there, with the causal mask and a KV cache as in float32
+    net, prompt = tiny_gpt(), tokens(2, 8)
+    exact, cache = net(prompt[:, :6])
+    exact_next, _ = net(prompt[:, 6:], cache)
+    torch.set_float32_matmul_precision("medium")
+    try:
+        rounded, cache = net(prompt[:, :6])
+        rounded_next, _ = net(prompt[:, 6:], cache)
+    finally:
+        torch.set_float32_matmul_precision("highest")
+    torch.testing.assert_close(rounded, exact, atol=0.05, rtol=0.05)
+    torch.testing.assert_close(rounded_next, exact_next, atol=0.05, rtol=0.05)
+
+
+@torch.no_grad()
 def test_gpt_cached_generation_matches_full_recomputation_at_every_step():
     net = tiny_gpt()
     prompt = tokens(2, 5)

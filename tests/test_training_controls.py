@@ -1,9 +1,11 @@
-"""Training controls as config: weight EMA, early stopping on the objective, precision=auto."""
+"""Training controls as config: weight EMA, early stopping on the objective, precision=auto,
+the float32 matmul precision."""
 
 import math
 
 import pytest
 import torch
+from lightning import Callback
 from torch import nn
 
 from aigc.models.gan import r1_penalty
@@ -55,6 +57,21 @@ def test_precision_auto_keeps_float32_for_a_model_that_runs_slower_in_bf16_on_a_
     assert gpt.trainer.precision == "32-true"
     assert gpt.precision == "32-true (auto: a CPU with AMX, but LanguageModel runs slower in bf16 on a CPU)"
     assert choose_precision("bf16-mixed", "cpu", gpt.model) == ("bf16-mixed", "as configured")
+
+
+def test_float32_matmul_precision_holds_while_training_and_is_put_back(compose_cfg):
+    seen = []
+
+    class Probe(Callback):
+        def on_train_batch_start(self, *args):
+            seen.append(torch.get_float32_matmul_precision())
+
+    medium = "callbacks.float32_matmul_precision.precision=medium"
+    job = build(compose_cfg("model=transformer", "data=pydocs", "debug=fast", "logger=none", medium))
+    job.trainer.callbacks.append(Probe())
+    job.trainer.fit(job.model, datamodule=job.datamodule)
+    assert seen and set(seen) == {"medium"}
+    assert torch.get_float32_matmul_precision() == "highest"  # torch's default again after the run
 
 
 def test_r1_penalty_is_the_squared_gradient_norm_of_the_discriminator_at_real_images(compose_cfg):

@@ -1,10 +1,12 @@
-"""Lightning callbacks: sample and reconstruction grids, image and text metrics, loss guards, config snapshots.
+"""Lightning callbacks: sample and reconstruction grids, image and text metrics, loss guards, config snapshots,
+the float32 matmul precision.
 None is tied to one logger."""
 
 from aigc.callbacks.config_snapshot import ConfigSnapshot
 from aigc.callbacks.finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
 from aigc.callbacks.image_metrics import ImageMetrics
 from aigc.callbacks.learning_rates import LearningRates
+from aigc.callbacks.matmul_precision import Float32MatmulPrecision
 from aigc.callbacks.model_checkpoint import ModelCheckpoint
 from aigc.callbacks.reconstruction_grid import ReconstructionGrid
 from aigc.callbacks.sample_grid import SampleGrid
@@ -12,6 +14,7 @@ from aigc.callbacks.text_metrics import TextMetrics
 
 __all__ = [
     "ConfigSnapshot",
+    "Float32MatmulPrecision",
     "ImageMetrics",
     "LearningRates",
     "ModelCheckpoint",

@@ -12,12 +12,14 @@ through the net, which makes generating ``n`` tokens cost ``O(n)`` token-forward
 ``O(n^2)``.
 """
 
+import contextlib
 import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from aigc.constraints import PositiveInt, Probability
 from aigc.models.nets.decay import weight_decay_groups
@@ -71,11 +73,21 @@ class CausalSelfAttention(nn.Module):
             is_causal = True
         elif T > 1:
             mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=self.dropout if self.training else 0.0
-        )
+        with _attention_kernel(x.device):
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=self.dropout if self.training else 0.0
+            )
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
         return self.resid_dropout(self.proj(y)), (k, v)
+
+
+def _attention_kernel(device: torch.device):
+    """SDPA's math kernel where float32 products run in bf16 on a CPU (float32 matmul precision
+    ``medium``): there the CPU flash kernel turns 2x slower, while the math kernel's products gain
+    (experiments/gpt_kernels.md). Otherwise SDPA's own choice."""
+    if device.type == "cpu" and torch.backends.mkldnn.matmul.fp32_precision == "bf16":
+        return sdpa_kernel(SDPBackend.MATH)
+    return contextlib.nullcontext()
 
 
 class MLP(nn.Module):
