@@ -138,9 +138,8 @@ def test_trainer_configs_instantiate(compose_cfg, trainer):
 )
 def test_a_model_family_brings_its_callbacks_and_they_find_what_they_need(compose_cfg, overrides, family):
     cfg = compose_cfg(*overrides)
-    shared = {"model_checkpoint", "learning_rates", "stop_on_non_finite_loss", "progress_bar"}
-    shared |= {"float32_matmul_precision"}
-    assert set(cfg.callbacks) == shared | family
+    shared = {"model_checkpoint", "learning_rates", "stop_on_non_finite_loss", "float32_matmul_precision"}
+    assert set(cfg.callbacks) == shared | {"progress_bar"} | family
     model, datamodule = instantiate(cfg.model, _convert_="all"), instantiate(cfg.data, _convert_="all")
     for node in cfg.callbacks.values():
         callback = instantiate(node)
