@@ -2,7 +2,8 @@
 
 Added to a run with `+callbacks.throughput._target_=throughput.Throughput +callbacks.throughput.out=<file>`
 (experiments/helpers on PYTHONPATH). Counts tokens for token batches and images otherwise, over
-all processes (each process times its own share; rank zero's time stands for all).
+all processes (each process times its own share; rank zero's time stands for all), and on a
+GPU the peak memory torch allocated on rank zero's device during training.
 """
 
 import json
@@ -20,6 +21,10 @@ class Throughput(Callback):
         self.items = 0
         self.unit = "images"
         self.started = None
+
+    def on_train_start(self, trainer, pl_module):
+        if pl_module.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(pl_module.device)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if batch_idx == self.warmup_batches and self.started is None:
@@ -39,4 +44,6 @@ class Throughput(Callback):
                 "unit": self.unit,
                 "processes": trainer.world_size,
             }
+            if pl_module.device.type == "cuda":
+                result["peak_memory_gib"] = torch.cuda.max_memory_allocated(pl_module.device) / 2**30
             self.out.write_text(json.dumps(result))
