@@ -13,7 +13,7 @@ from lightning import Callback
 
 
 class FirstStep(Callback):
-    def __init__(self, out: str, warmup_batches: int = 0):
+    def __init__(self, out: str):
         self.out = Path(out)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
