@@ -24,7 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-HELPERS = Path(__file__).resolve().parent / "helpers"
+from bare_loop import HELPERS  # the benchmark callbacks (this folder is the script's, on sys.path)
+
 ANCHOR = ("import torch, lightning", [sys.executable, "-c", "import torch, lightning"])
 ONE_BATCH = [
     "model=gan",
