@@ -130,8 +130,11 @@ def invoke(port: int, rows: list[dict], params: dict) -> list:
         data=json.dumps({"dataframe_records": rows, "params": params}).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())["predictions"]
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())["predictions"]
+    except urllib.error.HTTPError as error:  # the server's answer holds what predict raised, stack trace included
+        raise AssertionError(f"{error}: {error.read().decode(errors='replace')[-4000:]}") from None
 
 
 def wait_until_up(server: subprocess.Popen, port: int, timeout: float = 120) -> None:
