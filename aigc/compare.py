@@ -18,7 +18,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from aigc.console import entry_point, one_line_errors
+from aigc.jobs.console import entry_point, one_line_errors
 from aigc.tracking import reports
 from aigc.tracking.store.client import open_store
 from aigc.tracking.store.liveness import reap

@@ -9,7 +9,7 @@ python -m aigc.sample model_uri=models:/mnist-gan@champion
 import hydra
 from omegaconf import DictConfig
 
-from aigc.console import entry_point, one_line_errors
+from aigc.jobs.console import entry_point, one_line_errors
 from aigc.tracking.store.client import open_store
 from aigc.tracking.store.models import register
 

@@ -6,7 +6,7 @@
 
 Returns the objective (``objective.metric``, a run-level setting: ``conf/objective/``) so Hydra
 sweepers can optimise it (for a job an Optuna sweep's pruner stopped: ``optuna.TrialPruned``).
-Training itself is ``aigc.training``, imported only to train.
+Training itself is ``aigc.jobs.training``, imported only to train.
 """
 
 import sys
@@ -19,7 +19,8 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from aigc.console import entry_point, one_line
+from aigc.common.errors import one_line
+from aigc.jobs.console import entry_point
 from aigc.tracking.run.signals import RunInterrupted
 
 
@@ -27,7 +28,7 @@ from aigc.tracking.run.signals import RunInterrupted
 def main(cfg: DictConfig) -> float | Exception | None:
     # in a sweep a job's failure goes back to the sweeper (which records it), not straight to exit
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
-    from aigc.training import PRUNED, USER_ERRORS, train  # torch, Lightning, MLflow: only when training
+    from aigc.jobs.training import PRUNED, USER_ERRORS, train  # torch, Lightning, MLflow: only when training
 
     try:
         return train(cfg)

@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from aigc.console import one_line_errors
+from aigc.jobs.console import one_line_errors
 from aigc.tracking.store.client import open_store
 from aigc.tracking.store.liveness import DEFAULT_AFTER_S, reap
 

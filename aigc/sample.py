@@ -4,7 +4,7 @@ python -m aigc.sample run_id=<id>                        # the run's MLflow mode
 python -m aigc.sample model_uri=models:/mnist-gan@champion num_samples=64 seed=0 out=samples.png
 python -m aigc.sample ckpt_path=logs/train/runs/<time>/checkpoints/last.ckpt prompt="def " temperature=0
 
-The model is read from its weights alone (``aigc.generator``): none of a model folder's code runs.
+The model is read from its weights alone (``aigc.serving.generator``): none of a model folder's code runs.
 """
 
 import os
@@ -16,8 +16,8 @@ import torch
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
-from aigc.console import entry_point, one_line_errors
-from aigc.generator import Generator
+from aigc.jobs.console import entry_point, one_line_errors
+from aigc.serving.generator import Generator
 from aigc.tracking.store.checkpoints import checkpoint_of_run
 from aigc.tracking.store.client import open_store
 from aigc.tracking.store.models import download_weights, logged_model, model_of_run

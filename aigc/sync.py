@@ -13,14 +13,14 @@ import os
 import sys
 from pathlib import Path
 
-from aigc.console import one_line_errors
+from aigc.jobs.console import one_line_errors
 from aigc.tracking.store.client import open_store, stored_run
-from aigc.tracking.store.spool import SPOOL_FOLDER, Spool, replay
+from aigc.tracking.store.journal import SPOOL_FOLDER, Journal, replay
 
 
 def sync(folder: Path, tracking_uri: str | None = None) -> int:
     """Replay the spool of the run in ``folder``; returns how many writes stay spooled."""
-    spool = Spool(folder / SPOOL_FOLDER)
+    spool = Journal(folder / SPOOL_FOLDER)
     if not spool.exists() or not spool.pending():
         print(f"Nothing to sync in {folder}: every write reached the store")
         return 0

@@ -44,7 +44,7 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
 from aigc.callbacks import ConfigSnapshot, ImageMetrics
-from aigc.precision import trainer_precision
+from aigc.trainer.precision import trainer_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFLINE = ["data.download=false", "metrics.inception=false"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bare_loop import MODELS, ab_row, aigc_step_ms  # the same timed run (this folder is the script's, on sys.path)
 
-from aigc.precision import cpu_has_amx
+from aigc.trainer.precision import cpu_has_amx
 
 
 def main() -> None:

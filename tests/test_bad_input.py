@@ -14,9 +14,9 @@ from hydra.core.hydra_config import HydraConfig
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aigc.console import one_line
-from aigc.training import build
-from aigc.validation import ConfigError, validate
+from aigc.common.errors import one_line
+from aigc.config.validation import ConfigError, validate
+from aigc.jobs.training import build_training
 from tests.conftest import CONF_DIR, all_runs, client_for, run_aigc
 
 # keys a user sets, by the model they belong to (any model takes the shared ones)
@@ -135,7 +135,7 @@ def test_every_override_set_is_accepted_and_builds_or_is_refused_in_one_line(tmp
         assert line and "\n" not in line and "Traceback" not in line
         return
     try:
-        build(cfg)  # what validation accepts, builds (or is refused as too large for this machine)
+        build_training(cfg)  # what validation accepts, builds (or is refused as too large for this machine)
     except ConfigError as refused:
         assert "needs more memory than this machine has" in str(refused) and "\n" not in str(refused)
     except Exception as failed:
@@ -241,4 +241,4 @@ def test_a_net_too_large_for_this_machine_is_refused_in_one_line(tmp_path):
     with pytest.raises(
         ConfigError, match=r"^model.discriminator needs more memory than this machine has \(\d+\.\d GiB\)"
     ):
-        build(cfg)
+        build_training(cfg)

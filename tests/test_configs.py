@@ -9,10 +9,10 @@ from hydra.utils import instantiate
 from mlflow import MlflowClient
 
 from aigc.callbacks import ReconstructionGrid, TextMetrics
-from aigc.capabilities import Contract, MissingCapability
-from aigc.distributed import DDPStrategy
+from aigc.common.capabilities import Contract, MissingCapability
+from aigc.jobs.training import build_training, train
 from aigc.tracking.run.logger import MLflowLogger
-from aigc.training import build, train
+from aigc.trainer.distributed import DDPStrategy
 from tests.conftest import CONF_DIR, run_aigc
 
 GROUPS = ["data", "data/tokenizer", "model", "trainer", "logger", "callbacks", "debug", "experiment", "metrics"]
@@ -46,25 +46,25 @@ def test_every_option_composes_and_instantiates(compose_cfg, group, option):
     cfg = compose_cfg(*partner(group, option), f"{group}={option}")
     if group == "trainer" and cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         with pytest.raises(InstantiationException, match="No supported gpu backend"):
-            build(cfg)
+            build_training(cfg)
         return
-    job = build(cfg)
+    job = build_training(cfg)
     assert job.model is not None and job.datamodule is not None and job.trainer is not None
-    assert (job.tracker is None) == (cfg.get("logger") is None or "mlflow" not in cfg.logger)
+    assert (job.tracker.logger is None) == (cfg.get("logger") is None or "mlflow" not in cfg.logger)
 
 
 def test_image_shape_comes_from_data_config(compose_cfg):
     cfg = compose_cfg("data.image_shape=[1,32,32]")
-    job = build(cfg)
+    job = build_training(cfg)
     fake = job.model.sample(2)
     assert fake.shape == (2, 1, 32, 32)
 
 
 def test_tracking_uri_honours_environment(compose_cfg, monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/elsewhere.db")
-    job = build(compose_cfg())
-    assert isinstance(job.tracker, MLflowLogger)
-    assert job.tracker.tracking_uri == f"sqlite:///{tmp_path}/elsewhere.db"
+    job = build_training(compose_cfg())
+    assert isinstance(job.tracker.logger, MLflowLogger)
+    assert job.tracker.logger.tracking_uri == f"sqlite:///{tmp_path}/elsewhere.db"
 
 
 def test_seed_makes_a_run_repeatable(compose_cfg, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 from hydra.utils import instantiate
 
 from aigc.data.text import ConsecutiveWindows
-from aigc.training import train
+from aigc.jobs.training import train
 from tests.conftest import client_for, only_run, run_aigc, user_env
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from aigc.precision import cpu_has_amx
+from aigc.trainer.precision import cpu_has_amx
 from tests.conftest import client_for, only_run, run_aigc
 
 pytestmark = pytest.mark.slow

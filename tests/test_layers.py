@@ -1,6 +1,9 @@
-"""The package's layers, read from its import statements: no import runs back up, and none goes round in a circle."""
+"""The package's layout, as the README's Layout section states it: each package imports only from
+itself and the packages its row names, the root holds commands only, no command imports another,
+and no import goes round in a circle. Read from the import statements (deferred ones count too)."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,22 +13,7 @@ import pytest
 import aigc
 
 PACKAGE = Path(aigc.__file__).parent
-
-# From the top down; a module may import only from its own layer or those below it.
-LAYERS = [
-    (
-        "entry points",
-        [
-            *("aigc.run", "aigc.training", "aigc.evaluate", "aigc.sample", "aigc.register", "aigc.compare"),
-            *("aigc.sync", "aigc.runs"),
-        ],
-    ),
-    ("reports", ["aigc.tracking.reports"]),
-    ("callbacks", ["aigc.callbacks"]),
-    ("the run", ["aigc.tracking.run", "aigc.tracking"]),
-    ("the store", ["aigc.tracking.store"]),
-    ("models, data, metrics", ["aigc.models", "aigc.data", "aigc.metrics"]),
-]
+README = PACKAGE.parent / "README.md"
 
 
 def module_name(path: Path) -> str:
@@ -34,6 +22,25 @@ def module_name(path: Path) -> str:
 
 
 MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def layout_table() -> dict[str, set[str]]:
+    """The README's Layout table: package -> the packages it may import."""
+    section = README.read_text().split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`aigc"):
+            rows[cells[0].strip("`")] = set(re.findall(r"`(aigc[\w.]*)`", cells[2]))
+    return rows
+
+
+ALLOWED = layout_table()
+
+
+def package_of(name: str) -> str:
+    """The most specific package of the table that holds module ``name``."""
+    return max((package for package in ALLOWED if name == package or name.startswith(package + ".")), key=len)
 
 
 def imports_of(name: str) -> set[str]:
@@ -50,30 +57,52 @@ def imports_of(name: str) -> set[str]:
     return {module for module in found if module in MODULES and module != name}
 
 
-def layer_of(name: str) -> int | None:
-    """The index of the most specific layer prefix that names the module, or None for the shared helpers."""
-    matches = [
-        (len(prefix), index)
-        for index, (_, prefixes) in enumerate(LAYERS)
-        for prefix in prefixes
-        if name == prefix or name.startswith(prefix + ".")
-    ]
-    return max(matches)[1] if matches else None
+def third_party_imports_of(name: str) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(MODULES[name].read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
 
 
-def test_the_layers_name_real_modules():
-    for _, prefixes in LAYERS:
-        for prefix in prefixes:
-            assert prefix in MODULES, f"{prefix} is not a module of aigc"
+COMMANDS = sorted(name for name in MODULES if package_of(name) == "aigc" and name != "aigc")
+
+
+def test_the_table_names_real_packages_and_every_module_has_a_row():
+    assert "aigc" in ALLOWED and len(ALLOWED) > 10, "the README's Layout table was not found"
+    for package, allowed in ALLOWED.items():
+        assert package in MODULES, f"the Layout table names {package}, which is not a package of aigc"
+        assert allowed <= set(ALLOWED), f"{package} may import {allowed - set(ALLOWED)}, which have no row"
+    # a module outside every package of the table falls to the root, where only commands may be
+    for name in COMMANDS:
+        assert MODULES[name].parent == PACKAGE, f"{name} is in a package the Layout table does not name"
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
-def test_no_import_runs_back_up(name: str):
-    layer = layer_of(name)
-    if layer is None:
-        return
-    upward = [module for module in imports_of(name) if (other := layer_of(module)) is not None and other < layer]
-    assert upward == [], f"{name} ({LAYERS[layer][0]}) imports {upward} from a layer above it"
+def test_each_module_imports_only_what_its_package_may(name: str):
+    package = package_of(name)
+    outside = {module for module in imports_of(name) if package_of(module) != package}
+    refused = sorted(module for module in outside if package_of(module) not in ALLOWED[package])
+    assert refused == [], f"{name} ({package}) imports {refused}; README's Layout lets it import {ALLOWED[package]}"
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_the_root_holds_commands_that_import_no_other_command(name: str):
+    text = MODULES[name].read_text()
+    assert "def main(" in text and 'if __name__ == "__main__":' in text, f"{name} is not a command"
+    assert imports_of(name).isdisjoint(COMMANDS), f"{name} imports another command"
+
+
+def test_nets_use_no_lightning_and_only_the_tracking_packages_use_mlflow():
+    """DESIGN.md: nets are plain nn.Modules; models, data, metrics and callbacks log through Lightning."""
+    for name in MODULES:
+        used = third_party_imports_of(name)
+        if package_of(name) == "aigc.models.nets":
+            assert not used & {"lightning", "mlflow"}, f"{name} imports {used & {'lightning', 'mlflow'}}"
+        if package_of(name) in ("aigc.models", "aigc.models.nets", "aigc.data", "aigc.metrics", "aigc.callbacks"):
+            assert "mlflow" not in used, f"{name} imports mlflow"
 
 
 def test_no_import_cycle():

@@ -7,7 +7,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.strategies import DDPStrategy
 
-from aigc import lightning_internals
+from aigc.trainer import internals as lightning_internals
 
 
 def test_the_mlflow_logger_has_what_our_logger_extends(tmp_path):

@@ -21,9 +21,9 @@ from hydra.core.global_hydra import GlobalHydra
 from mlflow.entities import LoggedModelStatus
 from PIL import Image
 
-from aigc.generator import Generator
 from aigc.sample import sample
-from aigc.serving import MAX_IMAGES, generate
+from aigc.serving.generator import Generator
+from aigc.serving.pyfunc import MAX_IMAGES, generate
 from aigc.tracking.store.models import download_weights, model_of_run
 from tests.conftest import CONF_DIR, all_runs, client_for, free_port, run_aigc, user_env
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from aigc.common.hub import PretrainedUnavailable, load_pretrained
 from aigc.data.tokenizers import PretrainedTokenizer, load_tokenizer
-from aigc.hub import PretrainedUnavailable, load_pretrained
 from aigc.models.nets.pretrained import PretrainedCausalLM
 from aigc.models.pretrained_language_model import PretrainedLanguageModel
 from tests.conftest import all_runs, client_for, run_aigc

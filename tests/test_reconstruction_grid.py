@@ -9,9 +9,9 @@ from lightning.pytorch.loggers import Logger
 from PIL import Image
 
 from aigc.callbacks.reconstruction_grid import ReconstructionGrid
-from aigc.capabilities import MissingCapability
+from aigc.common.capabilities import MissingCapability
+from aigc.jobs.training import build_training
 from aigc.metrics.images import to_uint8
-from aigc.training import build
 
 CELL = 28 + 2  # MNIST side plus make_grid's padding
 
@@ -65,7 +65,7 @@ def test_grid_is_saved_and_logged_on_the_sample_grid_steps(compose_cfg, tmp_path
         "++callbacks.reconstruction_grid._target_=aigc.callbacks.reconstruction_grid.ReconstructionGrid",
         "++callbacks.reconstruction_grid.num_images=12",  # one and a half rows of 8
     )
-    job = build(cfg)
+    job = build_training(cfg)
     recorder = RecordingLogger()
     job.trainer.loggers = [recorder]
     job.trainer.fit(job.model, datamodule=job.datamodule)

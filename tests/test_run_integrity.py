@@ -13,9 +13,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from aigc.checkpoint_io import AtomicCheckpointIO
+from aigc.common.stored import NotACheckpoint, UnsafeConfig, check_targets, read_checkpoint
 from aigc.data.tokenizers import CharTokenizer
-from aigc.stored import NotACheckpoint, UnsafeConfig, check_targets, read_checkpoint
+from aigc.trainer.checkpoint_io import AtomicCheckpointIO
 from tests.conftest import CONF_DIR, client_for, run_aigc, user_env
 
 SECRET = "tok-3f9a-SECRET-do-not-log"
@@ -211,7 +211,7 @@ def test_a_checkpoint_whose_config_names_code_is_refused_and_runs_nothing(tmp_pa
         "subprocess.Popen",
         "io.BytesIO",
         "aigc.tracking.run.record.subprocess.Popen",
-        "aigc.stored.instantiate",
+        "aigc.common.stored.instantiate",
         "torch.optim.torch.load",
         "torch.nn.modules.module.Module.__init__",
         "aigc.models.gan.missing",

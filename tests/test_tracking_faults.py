@@ -16,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import RunTag
 
-from aigc.tags import HEARTBEAT as HEARTBEAT_TAG
+from aigc.common.tags import HEARTBEAT as HEARTBEAT_TAG
 from aigc.tracking.store.liveness import lost, reap
 from tests.conftest import MlflowServer, all_runs, client_for, free_port, only_run, run_aigc, user_env
 
@@ -229,7 +229,8 @@ def test_a_spool_replays_each_write_once_with_its_files_and_names(tmp_path: Path
     """In-process: a run's writes spooled (its server is gone), then replayed twice into a store."""
     from mlflow.entities import Metric
 
-    from aigc.tracking.store.spool import Spool, SpoolingClient, replay
+    from aigc.tracking.store.journal import Journal, replay
+    from aigc.tracking.store.writer import SpoolingClient
 
     client = client_for(tmp_path)
     run_id = client.create_run(client.create_experiment("spooled")).info.run_id
@@ -246,7 +247,7 @@ def test_a_spool_replays_each_write_once_with_its_files_and_names(tmp_path: Path
     spooling.set_terminated(run_id, "KILLED")
     assert spooling.flush(timeout_s=10, close=True) == 3
 
-    spool = Spool(tmp_path / "spool")
+    spool = Journal(tmp_path / "spool")
     assert replay(client, spool) == (3, 0)
     assert replay(client, spool) == (0, 0)  # a second sync adds nothing
     run = client.get_run(run_id)
@@ -261,7 +262,7 @@ def test_metric_writes_reach_the_store_in_few_batches_and_in_order_with_the_othe
     points that follow one another go as one batch, and a tag or the status still comes after them."""
     from mlflow.entities import Metric
 
-    from aigc.tracking.store.spool import SpoolingClient
+    from aigc.tracking.store.writer import SpoolingClient
 
     client = client_for(tmp_path)
     run_id = client.create_run(client.create_experiment("gathered")).info.run_id
@@ -289,11 +290,11 @@ def test_metric_writes_reach_the_store_in_few_batches_and_in_order_with_the_othe
 def test_a_planted_spool_can_not_upload_files_from_elsewhere_or_call_other_methods(tmp_path: Path):
     import json
 
-    from aigc.tracking.store.spool import FORMAT, Spool, replay
+    from aigc.tracking.store.journal import FORMAT, Journal, replay
 
     client = client_for(tmp_path)
     run_id = client.create_run(client.create_experiment("planted")).info.run_id
-    spool = Spool(tmp_path / "spool")
+    spool = Journal(tmp_path / "spool")
     spool.folder.mkdir()
     header = {"format": FORMAT, "tracking_uri": "x", "run_id": run_id}
     planted = [

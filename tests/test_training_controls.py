@@ -8,16 +8,16 @@ import torch
 from lightning import Callback
 from torch import nn
 
+from aigc.jobs.training import build_training
 from aigc.models.gan import r1_penalty
-from aigc.precision import choose_precision, cpu_has_amx
-from aigc.training import build
+from aigc.trainer.precision import choose_precision, cpu_has_amx
 
 QUICK = ("model=vae", "debug=fast", "logger=none", "data.download=false")
 
 
 def test_ema_weights_are_the_ones_evaluated_and_saved(compose_cfg):
     cfg = compose_cfg(*QUICK, "callbacks=[default,ema]", "callbacks.ema.decay=0.5")
-    job = build(cfg)
+    job = build_training(cfg)
     job.trainer.fit(job.model, datamodule=job.datamodule)
     saved = torch.load(job.trainer.checkpoint_callback.last_model_path, weights_only=True)
     averaged, raw = saved["state_dict"], saved["current_model_state"]
@@ -30,7 +30,7 @@ def test_ema_weights_are_the_ones_evaluated_and_saved(compose_cfg):
 def test_early_stopping_ends_training_when_the_objective_stops_improving(compose_cfg):
     overrides = ("callbacks=[default,early_stopping]", "callbacks.early_stopping.patience=0", "trainer.max_epochs=5")
     cfg = compose_cfg(*QUICK, *overrides, "callbacks.early_stopping.min_delta=1000")
-    job = build(cfg)
+    job = build_training(cfg)
     job.trainer.fit(job.model, datamodule=job.datamodule)
     assert job.trainer.current_epoch == 2  # the second validation did not improve val/elbo by 1000: stop
     assert job.trainer.early_stopping_callback.monitor == cfg.objective.metric == "val/elbo"
@@ -44,15 +44,17 @@ def test_precision_auto_takes_bf16_where_the_hardware_has_bf16_units(compose_cfg
     without.write_text("flags\t\t: fpu sse avx2\n")
     assert cpu_has_amx(with_amx) and not cpu_has_amx(without) and not cpu_has_amx(tmp_path / "none")
 
-    job = build(compose_cfg(*QUICK, "trainer.accelerator=cpu"))  # auto is the default
+    job = build_training(compose_cfg(*QUICK, "trainer.accelerator=cpu"))  # auto is the default
     expected = "bf16-mixed" if cpu_has_amx() else "32-true"
     assert job.trainer.precision == expected and job.precision.startswith(f"{expected} (auto: a CPU")
 
 
 def test_precision_auto_keeps_float32_for_a_model_that_runs_slower_in_bf16_on_a_cpu(compose_cfg, monkeypatch):
-    monkeypatch.setattr("aigc.precision.cpu_has_amx", lambda: True)  # whatever this machine's CPU is
-    conv = build(compose_cfg(*QUICK, "trainer.accelerator=cpu"))
-    gpt = build(compose_cfg("model=transformer", "data=pydocs", "debug=fast", "logger=none", "trainer.accelerator=cpu"))
+    monkeypatch.setattr("aigc.trainer.precision.cpu_has_amx", lambda: True)  # whatever this machine's CPU is
+    conv = build_training(compose_cfg(*QUICK, "trainer.accelerator=cpu"))
+    gpt = build_training(
+        compose_cfg("model=transformer", "data=pydocs", "debug=fast", "logger=none", "trainer.accelerator=cpu")
+    )
     assert conv.trainer.precision == "bf16-mixed" and conv.precision == "bf16-mixed (auto: a CPU with AMX bf16 units)"
     assert gpt.trainer.precision == "32-true"
     assert gpt.precision == "32-true (auto: a CPU with AMX, but LanguageModel runs slower in bf16 on a CPU)"
@@ -67,7 +69,7 @@ def test_float32_matmul_precision_holds_while_training_and_is_put_back(compose_c
             seen.append(torch.get_float32_matmul_precision())
 
     medium = "callbacks.float32_matmul_precision.precision=medium"
-    job = build(compose_cfg("model=transformer", "data=pydocs", "debug=fast", "logger=none", medium))
+    job = build_training(compose_cfg("model=transformer", "data=pydocs", "debug=fast", "logger=none", medium))
     job.trainer.callbacks.append(Probe())
     job.trainer.fit(job.model, datamodule=job.datamodule)
     assert seen and set(seen) == {"medium"}
@@ -83,7 +85,7 @@ def test_r1_penalty_is_the_squared_gradient_norm_of_the_discriminator_at_real_im
     losses = {}
     for gamma in (0.0, 1000.0):
         cfg = compose_cfg("model=gan", "debug=fast", "logger=none", "data.download=false", f"model.r1_gamma={gamma}")
-        job = build(cfg)
+        job = build_training(cfg)
         job.trainer.fit(job.model, datamodule=job.datamodule)
         losses[gamma] = float(job.trainer.callback_metrics["train/loss_d_epoch"])
     assert all(math.isfinite(loss) for loss in losses.values())

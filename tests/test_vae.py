@@ -7,9 +7,9 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
+from aigc.jobs.training import build_training
 from aigc.models.vae import gaussian_kl
 from aigc.models.vae_likelihoods import Bernoulli, Gaussian
-from aigc.training import build
 
 SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
@@ -21,7 +21,7 @@ def images_like(shape, n: int = 4, seed: int = 0) -> torch.Tensor:
 @pytest.mark.parametrize("data", SHAPES)
 def test_shapes_and_ranges_follow_the_data_config(compose_cfg, data):
     shape = SHAPES[data]
-    model = build(compose_cfg("model=vae", f"data={data}", "logger=none")).model
+    model = build_training(compose_cfg("model=vae", f"data={data}", "logger=none")).model
     images = images_like(shape)
     mu, logvar = model.encoder(images)
     assert mu.shape == logvar.shape == (4, model.latent_dim)
@@ -34,10 +34,10 @@ def test_shapes_and_ranges_follow_the_data_config(compose_cfg, data):
 
 
 def test_latent_dim_is_set_once(compose_cfg):
-    model = build(compose_cfg("model=vae", "model.latent_dim=5", "logger=none")).model
+    model = build_training(compose_cfg("model=vae", "model.latent_dim=5", "logger=none")).model
     assert model.encoder.latent_dim == model.decoder.latent_dim == model.latent_dim == 5
     with pytest.raises(InstantiationException, match="set model.latent_dim only"):
-        build(compose_cfg("model=vae", "model.decoder.latent_dim=7", "logger=none"))
+        build_training(compose_cfg("model=vae", "model.decoder.latent_dim=7", "logger=none"))
 
 
 def test_kl_of_the_prior_is_zero_and_grows_away_from_it():
@@ -61,8 +61,10 @@ def test_likelihoods_are_log_densities_in_nats_per_image():
 
 def test_a_learned_gaussian_scale_is_trained_with_the_nets(compose_cfg):
     target = "model.likelihood._target_=aigc.models.vae_likelihoods.Gaussian"
-    fixed = build(compose_cfg("model=vae", target, "logger=none")).model
-    learned = build(compose_cfg("model=vae", target, "+model.likelihood.learn_scale=true", "logger=none")).model
+    fixed = build_training(compose_cfg("model=vae", target, "logger=none")).model
+    learned = build_training(
+        compose_cfg("model=vae", target, "+model.likelihood.learn_scale=true", "logger=none")
+    ).model
     assert "likelihood.log_scale" not in dict(fixed.named_parameters())
     assert "likelihood.log_scale" in fixed.state_dict()
     assert "likelihood.log_scale" in dict(learned.named_parameters())
@@ -71,7 +73,7 @@ def test_a_learned_gaussian_scale_is_trained_with_the_nets(compose_cfg):
 
 
 def test_beta_weighs_the_kl_term(compose_cfg):
-    model = build(compose_cfg("model=vae", "logger=none")).model
+    model = build_training(compose_cfg("model=vae", "logger=none")).model
     images = images_like((1, 28, 28))
     noise = torch.randn(4, model.latent_dim, generator=torch.Generator().manual_seed(0))
     model.beta = 1.0
@@ -85,7 +87,7 @@ def test_beta_weighs_the_kl_term(compose_cfg):
 
 def test_a_short_run_logs_the_elbo_terms_and_checkpoints_by_val_elbo(compose_cfg):
     cfg = compose_cfg("model=vae", "debug=fast", "logger=none", "data.download=false")
-    job = build(cfg)
+    job = build_training(cfg)
     job.trainer.fit(job.model, datamodule=job.datamodule)
     metrics = job.trainer.callback_metrics
     for key in ("train/loss", "train/recon", "train/kl", "train/loss_epoch", "val/elbo", "val/recon", "val/kl"):
@@ -109,7 +111,7 @@ def test_step_values_are_written_where_lightning_writes_and_epoch_means_cover_ev
     cfg = compose_cfg(
         "model=vae", "debug=fast", "logger=none", "data.download=false", f"trainer.log_every_n_steps={every}"
     )
-    job = build(cfg)
+    job = build_training(cfg)
     only_csv = dict(logger=CSVLogger(tmp_path), callbacks=[], enable_checkpointing=False)
     job.trainer = instantiate(cfg.trainer, precision=job.trainer.precision, **only_csv)
     seen = []

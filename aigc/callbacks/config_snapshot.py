@@ -3,7 +3,7 @@ so a checkpoint alone rebuilds its model and finds its run."""
 
 from lightning import Callback
 
-from aigc.stored import CONFIG_KEY, RUN_KEY
+from aigc.common.stored import CONFIG_KEY, RUN_KEY
 
 
 class ConfigSnapshot(Callback):

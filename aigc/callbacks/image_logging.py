@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
-from aigc.lightning_internals import batches_that_stepped
+from aigc.trainer.internals import batches_that_stepped
 
 
 def grid_picture(images: torch.Tensor, nrow: int) -> Image.Image:

@@ -12,8 +12,8 @@ import torch
 from annotated_types import Ge
 
 from aigc.callbacks.scoring import ScoringCallback
-from aigc.capabilities import GeneratesImages, OffersReferenceImages
-from aigc.constraints import PositiveInt
+from aigc.common.capabilities import GeneratesImages, OffersReferenceImages
+from aigc.common.constraints import PositiveInt
 from aigc.metrics.fidelity import INCEPTION, ISC_SPLITS, fidelity_tags, metric_key, score_images
 from aigc.metrics.images import to_uint8
 
@@ -23,7 +23,7 @@ class ImageMetrics(ScoringCallback):
     (the in-package classifier that fits the data, e.g. ``fid_mnist``), and tags what was measured.
 
     Needs a model that generates images and data that offers reference images
-    (``aigc.capabilities``: ``GeneratesImages``, ``OffersReferenceImages``).
+    (``aigc.common.capabilities``: ``GeneratesImages``, ``OffersReferenceImages``).
     """
 
     needs_model = (GeneratesImages,)

@@ -12,7 +12,7 @@ class ModelCheckpoint(LightningModelCheckpoint):
     (``aigc.callbacks.schedule``), so this saves the best after the last one too: a run's best
     checkpoint (what its MLflow model serves) is never older than its last scores. And it saves
     ``last.ckpt`` after every epoch, whatever n: a killed run resumes losing at most one epoch.
-    The private methods it calls are listed in ``aigc.lightning_internals``."""
+    The private methods it calls are listed in ``aigc.trainer.internals``."""
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         super().on_train_epoch_end(trainer, pl_module)

@@ -4,13 +4,13 @@ import torch
 
 from aigc.callbacks.image_logging import grid_picture, save_and_log
 from aigc.callbacks.schedule import due
-from aigc.capabilities import Contract, Reconstructs
-from aigc.constraints import PositiveInt
+from aigc.common.capabilities import Contract, Reconstructs
+from aigc.common.constraints import PositiveInt
 from aigc.metrics.images import to_uint8
 
 
 class ReconstructionGrid(Contract):
-    """Needs a model that reconstructs images (``aigc.capabilities.Reconstructs``).
+    """Needs a model that reconstructs images (``aigc.common.capabilities.Reconstructs``).
 
     The images are the first ``num_images`` of the validation set, the same every time.
     Rows alternate: ``nrow`` originals, then their reconstructions right below them.

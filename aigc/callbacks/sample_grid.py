@@ -4,13 +4,13 @@ import math
 
 from aigc.callbacks.image_logging import grid_picture, save_and_log
 from aigc.callbacks.schedule import due
-from aigc.capabilities import Contract, GeneratesImages
-from aigc.constraints import PositiveInt
+from aigc.common.capabilities import Contract, GeneratesImages
+from aigc.common.constraints import PositiveInt
 from aigc.metrics.images import to_uint8
 
 
 class SampleGrid(Contract):
-    """Needs a model that generates images (``aigc.capabilities.GeneratesImages``).
+    """Needs a model that generates images (``aigc.common.capabilities.GeneratesImages``).
 
     The grid's step is that of the epoch's last loss point, so it lines up with
     the loss curves. Loggers that have ``log_image(key,

@@ -5,7 +5,7 @@ from contextlib import AbstractContextManager
 import torch
 
 from aigc.callbacks.schedule import due
-from aigc.capabilities import Contract
+from aigc.common.capabilities import Contract
 
 
 class ScoringCallback(Contract):

@@ -10,11 +10,11 @@ from typing import Annotated
 import torch
 from annotated_types import Gt, Le
 
-from aigc import tags
 from aigc.callbacks.image_logging import metrics_step
 from aigc.callbacks.scoring import ScoringCallback
-from aigc.capabilities import GeneratesText, OffersReferenceText
-from aigc.constraints import NonNegativeFloat, PositiveInt
+from aigc.common import tags
+from aigc.common.capabilities import GeneratesText, OffersReferenceText
+from aigc.common.constraints import NonNegativeFloat, PositiveInt
 from aigc.metrics.text import BLEU_SIGNATURE, bleu, rouge
 
 
@@ -22,7 +22,7 @@ class TextMetrics(ScoringCallback):
     """Logs ``<stage>/bleu`` (sacrebleu, 13a, 0-100) and ``<stage>/rouge1``, ``rouge2``, ``rougeL`` (F, 0-1).
 
     Needs a model that continues text and data that holds out text to continue
-    (``aigc.capabilities``: ``GeneratesText``, ``OffersReferenceText``).
+    (``aigc.common.capabilities``: ``GeneratesText``, ``OffersReferenceText``).
     """
 
     needs_model = (GeneratesText,)

@@ -3,7 +3,7 @@ when the study's pruner (``hydra/sweeper/pruner=median``) finds the trial hopele
 
 The step it reports at is the step of the MLflow curves (batches trained), so the
 pruner compares trials where they trained as long. A pruned trial stops the way ``EarlyStopping``
-stops one, after the evaluation's checkpoint is written; ``aigc.training`` then ends its MLflow run
+stops one, after the evaluation's checkpoint is written; ``aigc.jobs.training`` then ends its MLflow run
 KILLED with the tag ``aigc.sweep.pruned=true``, and the job returns ``optuna.TrialPruned`` to the
 sweeper, which records the trial PRUNED.
 
@@ -21,8 +21,8 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning import Callback
 
-from aigc.lightning_internals import batches_that_stepped
-from aigc.tracking.run.sweep import OPTUNA_SWEEPER
+from aigc.trainer.internals import batches_that_stepped
+from hydra_plugins.aigc_optuna_sweeper.optuna_sweeper import TARGET as OPTUNA_SWEEPER
 from hydra_plugins.aigc_optuna_sweeper.optuna_sweeper import study_storage
 
 # Where the evaluation that pruned the trial is recorded: workers that `trainer=ddp` spawns hand

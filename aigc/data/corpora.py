@@ -13,6 +13,8 @@ import urllib.request
 import warnings
 from pathlib import Path
 
+from aigc.common.errors import joined
+
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINY_SHAKESPEARE_CHARS = 1_115_394  # nanoGPT's shakespeare_char prepare.py reports this length
 
@@ -89,7 +91,7 @@ class TinyShakespeare(Corpus):
         except Exception as failed:  # URLError, HTTP errors, timeouts, blocked sockets: all mean "not here"
             raise RuntimeError(
                 f"tiny-shakespeare not found: paths.data_dir={self.data_dir} has no {self.filename} and the "
-                f"download from {self.url} failed ({_one_line(failed)}); copy the file there "
+                f"download from {self.url} failed ({joined(failed)}); copy the file there "
                 "or set data.path=<file> to read a local copy"
             ) from None
         if len(text) != TINY_SHAKESPEARE_CHARS:  # a proxy's error page, a truncated transfer
@@ -126,7 +128,3 @@ def _read_utf8(path: Path, what: str) -> str:
         return path.read_bytes().decode("utf-8")  # bytes, not read_text: keep "\r\n" exactly as in the file
     except UnicodeDecodeError as bad:
         raise RuntimeError(f"{what} data.path={path} is not UTF-8 text ({bad.reason} at byte {bad.start})") from None
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__

@@ -9,7 +9,7 @@ import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, TensorDataset
 
-from aigc.constraints import NonNegativeInt, PositiveInt
+from aigc.common.constraints import NonNegativeInt, PositiveInt
 from aigc.data.sharding import evaluation_data
 from aigc.data.source import DataSource, digest
 

@@ -30,7 +30,7 @@ import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from aigc.constraints import NonNegativeInt, OpenFraction, PositiveInt
+from aigc.common.constraints import NonNegativeInt, OpenFraction, PositiveInt
 from aigc.data.corpora import Corpus
 from aigc.data.sharding import IGNORE_INDEX, evaluation_data, rank_and_world
 from aigc.data.source import DataSource, digest

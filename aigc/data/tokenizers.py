@@ -13,7 +13,7 @@ from typing import Annotated
 from annotated_types import Gt
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from aigc.constraints import PositiveInt
+from aigc.common.constraints import PositiveInt
 
 
 class CharTokenizer:
@@ -155,7 +155,7 @@ class PretrainedTokenizer:
     def fit(self, text: str) -> "PretrainedTokenizer":
         from transformers import AutoTokenizer  # a second or two to import: only for pretrained models
 
-        from aigc.hub import load_pretrained
+        from aigc.common.hub import load_pretrained
 
         loaded = load_pretrained(AutoTokenizer.from_pretrained, self.pretrained)
         if not loaded.is_fast:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torchvision
 
+from aigc.common.errors import joined
 from aigc.data.images import ImageDataModule, ImageSplits
 
 # MD5 of the uncompressed files as published (torchvision publishes the archives' digests and,
@@ -89,7 +90,7 @@ class TorchvisionImageDataModule(ImageDataModule):
                     self.fetch()
                     why = None
                 except Exception as failed:  # urllib/HTTP/OS/checksum errors differ by platform
-                    why = f"{problem}, and the download failed ({_one_line(failed)})"
+                    why = f"{problem}, and the download failed ({joined(failed)})"
             if why is not None:
                 splits = self.fallback(why)
                 if splits is None:
@@ -215,8 +216,3 @@ def _read_cifar_batches(root: Path, names) -> tuple[np.ndarray, np.ndarray]:
         images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         labels.append(np.asarray(batch["labels"], dtype=np.int64))
     return np.concatenate(images), np.concatenate(labels)
-
-
-def _one_line(error: BaseException) -> str:
-    """torchvision's download errors span several lines; a run's error must be one."""
-    return " ".join(str(error).split()) or type(error).__name__

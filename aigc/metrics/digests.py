@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from aigc.common.errors import first_line
+
 
 def state_dict_digest(path: str | Path) -> str:
     """A short hash of the values in a state-dict file: the same weights give the same digest
@@ -26,9 +28,7 @@ def _digest(path: str, size: int, mtime_ns: int) -> str:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ValueError(
-            f"{path} is not a state dict of tensors ({str(error).strip().splitlines()[0][:200]})"
-        ) from None
+        raise ValueError(f"{path} is not a state dict of tensors ({first_line(error, 200)})") from None
     if not isinstance(state, dict):
         raise ValueError(f"{path} is not a state dict of tensors (it holds a {type(state).__name__})")
     h = hashlib.sha256()

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from aigc import tags
+from aigc.common import tags
 from aigc.metrics import mnist_classifier
 from aigc.metrics.digests import state_dict_digest
 

@@ -11,7 +11,7 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
-from aigc.constraints import NonNegativeFloat, PositiveFloat
+from aigc.common.constraints import NonNegativeFloat, PositiveFloat
 from aigc.models.batches import real_images
 from aigc.models.modes import evaluating
 from aigc.models.training_log import TrainingLog

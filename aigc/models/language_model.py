@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.optim.lr_scheduler import LRScheduler
 
-from aigc.constraints import NonNegativeInt, PositiveFloat, PositiveInt, Probability
+from aigc.common.constraints import NonNegativeInt, PositiveFloat, PositiveInt, Probability
 from aigc.models import sampling
 from aigc.models.batches import IGNORED_TARGET
 from aigc.models.training_log import TrainingLog
@@ -50,12 +50,17 @@ class WarmupCosineLR(LRScheduler):
         min_lr_ratio: Probability = 0.1,
         last_epoch: int = -1,
     ):
-        if decay_steps <= warmup_steps:
-            raise ValueError(f"decay_steps={decay_steps} must be greater than warmup_steps={warmup_steps}")
+        self.check_arguments(warmup_steps=warmup_steps, decay_steps=decay_steps)
         self.warmup_steps = warmup_steps
         self.decay_steps = decay_steps
         self.min_lr_ratio = min_lr_ratio
         super().__init__(optimizer, last_epoch)
+
+    @staticmethod
+    def check_arguments(warmup_steps: int, decay_steps: int, **_) -> None:
+        """The cosine starts where the warmup ends (``aigc.common.constraints``)."""
+        if decay_steps <= warmup_steps:
+            raise ValueError(f"decay_steps={decay_steps} must be greater than warmup_steps={warmup_steps}")
 
     def factor(self, step: int) -> float:
         """The multiple of the base learning rate used at optimizer step ``step`` (from 0)."""

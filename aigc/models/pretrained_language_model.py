@@ -19,10 +19,10 @@ from typing import Literal
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from aigc.constraints import PositiveFloat, PositiveInt
+from aigc.common.constraints import PositiveFloat, PositiveInt
+from aigc.common.stored import CONFIG_KEY
 from aigc.models.language_model import LanguageModel
 from aigc.models.nets.pretrained import LoRA, PretrainedCausalLM
-from aigc.stored import CONFIG_KEY
 
 
 class PretrainedLanguageModel(LanguageModel):

@@ -10,7 +10,7 @@ epoch ends, as ``<name>_epoch`` (the mean over every process's batches under DDP
 
 import torch
 
-from aigc.lightning_internals import writes_logs_now
+from aigc.trainer.internals import writes_logs_now
 
 
 class TrainingLog:

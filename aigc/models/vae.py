@@ -15,7 +15,7 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
-from aigc.constraints import NonNegativeFloat, PositiveInt
+from aigc.common.constraints import NonNegativeFloat, PositiveInt
 from aigc.models.batches import real_images
 from aigc.models.modes import evaluating
 from aigc.models.training_log import TrainingLog

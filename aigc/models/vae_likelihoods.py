@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aigc.constraints import PositiveFloat
+from aigc.common.constraints import PositiveFloat
 
 
 def _unit_interval(images: torch.Tensor) -> torch.Tensor:

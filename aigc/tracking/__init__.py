@@ -1,10 +1,10 @@
 """MLflow tracking: the logger, what a run records, and how a run ends.
 
-Only this package, the entry points and ``aigc.serving`` (a run's model as an MLflow pyfunc
+Only this package, the entry points and ``aigc.serving.pyfunc`` (a run's model as an MLflow pyfunc
 model) talk to MLflow; models log through
 Lightning's ``self.log`` and callbacks through the logger's duck-typed
 ``log_image`` (the same signature as Lightning's ``WandbLogger.log_image``).
-Tag names are in ``aigc.tags``. Nothing is re-exported here: importing the package stays free of
+Tag names are in ``aigc.common.tags``. Nothing is re-exported here: importing the package stays free of
 Lightning and MLflow (``aigc.run`` answers ``--help`` without them).
 
 In three layers, each importing only from those below it (``tests/test_layers.py`` keeps it so):

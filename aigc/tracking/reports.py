@@ -25,7 +25,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from aigc import tags
+from aigc.common import tags
 from aigc.tracking.run.record import read_objective
 from aigc.tracking.run.sweep import best_run
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lightning import Callback
 
-from aigc.tracking.store.spool import WRITER_THREAD
+from aigc.tracking.store.writer import WRITER_THREAD
 
 
 def thread_cpu_s(name: str) -> float:

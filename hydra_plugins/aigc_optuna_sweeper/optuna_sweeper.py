@@ -36,6 +36,8 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+# what ``hydra.sweeper._target_`` says when this sweeper runs a sweep
+TARGET = f"{__name__}.OptunaSweeper"
 DIRECTIONS = {"min": "minimize", "max": "maximize", "minimize": "minimize", "maximize": "maximize"}
 INTERRUPTED = "interrupted"  # user attribute of trials a signal or crash of the sweep cut short
 

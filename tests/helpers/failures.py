@@ -6,7 +6,7 @@ import signal
 import torch
 from lightning import Callback
 
-from aigc.lightning_internals import batches_that_stepped
+from aigc.trainer.internals import batches_that_stepped
 
 
 class RaiseAtBatch(Callback):

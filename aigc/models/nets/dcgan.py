@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from aigc.constraints import PositiveInt
+from aigc.common.constraints import PositiveInt
 from aigc.models.nets.shapes import image_dims
 
 

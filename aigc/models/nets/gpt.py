@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from aigc.constraints import PositiveInt, Probability
+from aigc.common.constraints import PositiveInt, Probability
 from aigc.models.nets.decay import weight_decay_groups
 
 
@@ -44,9 +44,7 @@ class KVCache:
 class CausalSelfAttention(nn.Module):
     def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool):
         super().__init__()
-        if n_embd % n_head:
-            raise ValueError(f"n_embd={n_embd} must be divisible by n_head={n_head}")
-        self.n_head = n_head
+        self.n_head = n_head  # n_embd divisible by it: GPT.check_arguments
         self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=bias)  # queries, keys and values in one matmul
         self.proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.dropout = dropout
@@ -141,6 +139,7 @@ class GPT(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
+        self.check_arguments(n_embd=n_embd, n_head=n_head)
         self.vocab_size = vocab_size
         self.block_size = block_size
         self.wte = nn.Embedding(vocab_size, n_embd)  # token embedding
@@ -158,6 +157,12 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
+
+    @staticmethod
+    def check_arguments(n_embd: int, n_head: int, **_) -> None:
+        """Every head attends over an equal share of the width (``aigc.common.constraints``)."""
+        if n_embd % n_head:
+            raise ValueError(f"n_embd={n_embd} must be divisible by n_head={n_head}")
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from typing_extensions import TypedDict  # typing's, before Python 3.12, is one pydantic can't check
 
-from aigc.constraints import PositiveFloat, PositiveInt, Probability
-from aigc.hub import load_pretrained
+from aigc.common.constraints import PositiveFloat, PositiveInt, Probability
+from aigc.common.hub import load_pretrained
 from aigc.models.nets.decay import weight_decay_groups
 
 

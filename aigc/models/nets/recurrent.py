@@ -11,7 +11,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from aigc.constraints import PositiveInt, Probability
+from aigc.common.constraints import PositiveInt, Probability
 
 # every cell's state as a tuple of (num_layers, B, hidden_size) tensors: (h, c) for the LSTM, (h,) otherwise
 State = tuple[torch.Tensor, ...]

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from optuna import TrialPruned
 
-from aigc import tags
+from aigc.common import tags
 from aigc.tracking.run.logger import MLflowLogger, optional_write
 from aigc.tracking.run.signals import RunInterrupted, raise_on_signals, restore_signals
 

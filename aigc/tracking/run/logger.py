@@ -13,14 +13,13 @@ from lightning.pytorch.utilities import rank_zero_only
 from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from aigc import tags
-from aigc.constraints import PositiveFloat
-from aigc.tracking.run.model import log_run_model
+from aigc.common import tags
+from aigc.common.constraints import PositiveFloat
+from aigc.common.errors import first_line
 from aigc.tracking.run.signals import uninterrupted
 from aigc.tracking.run.system_metrics import SystemMetrics
 from aigc.tracking.store.client import default_artifact_location, experiment_id, open_store, reachable_store
-from aigc.tracking.store.models import register
-from aigc.tracking.store.spool import SpoolingClient
+from aigc.tracking.store.writer import SpoolingClient
 
 CHECKPOINT_FLUSH_S = 5.0  # the longest a checkpoint waits for the writes queued before it
 
@@ -31,13 +30,13 @@ class MLflowLogger(MLFlowLogger):
     one tree. An empty ``run_name`` leaves the naming to MLflow. ``continue_run`` (resume) logs
     into an existing run instead of creating one.
 
-    With a ``spool_dir``, writes never hold up training (``aigc.tracking.store.spool``): they are sent
+    With a ``spool_dir``, writes never hold up training (``aigc.tracking.store.writer``): they are sent
     by a background thread, spooled there when the store fails, and the run's heartbeat tag is
     refreshed every ``heartbeat_s`` seconds. MLflow's own HTTP retries (minutes when a server is
     gone) are cut to a short timeout; the spool takes their place.
 
     ``pyfunc``: when training ends, the run's best (else last) weights are logged as its MLflow
-    model (``log_run_model``); Lightning's ``log_model`` is about the checkpoint artifacts.
+    model (``aigc.tracking.run.tracker``); Lightning's ``log_model`` is about the checkpoint artifacts.
 
     ``system_metrics_s``: sample the machine (CPU, memory, disk, network, GPU) this often into
     ``system/*`` metrics while the run is open (``aigc.tracking.run.system_metrics``); None: off."""
@@ -186,27 +185,10 @@ class MLflowLogger(MLFlowLogger):
             )
         self.flush_writes()
 
-    @rank_zero_only
-    def log_run_model(self, checkpoint: dict, source: str, step: int = 0) -> None:
-        """The run's MLflow model (``aigc.tracking.run.model``), when ``pyfunc`` is on; a store
-        that fails leaves the run as it is, with a line saying so."""
-        if not self.pyfunc or self.run_id is None:
-            return
-        if self._writes is not None and self._writes.degraded:
-            print(
-                "Warning: the tracking store is down, so the run's MLflow model was not logged; "
-                f"sample from its checkpoints: python -m aigc.sample ckpt_path={source}",
-                file=sys.stderr,
-            )
-            return
-        optional_write(
-            lambda: log_run_model(self._mlflow_client, self.run_id, checkpoint, source, step), "the run's MLflow model"
-        )
-
-    @rank_zero_only
-    def register_run_model(self, name: str, alias: str | None) -> None:
-        """A new version of the registered model ``name`` from the run's model; a failure is one line."""
-        optional_write(lambda: register(self._mlflow_client, self.run_id, name, alias), f"model registration ({name})")
+    @property
+    def degraded(self) -> bool:
+        """Whether the store stopped answering and writes are being spooled."""
+        return self._writes is not None and self._writes.degraded
 
     def flush_writes(self, timeout_s: float = 30.0, close: bool = False) -> int:
         """Send the queued writes (spooling what the store does not take within ``timeout_s``);
@@ -274,6 +256,4 @@ def optional_write(write: Callable[[], object], what: str) -> None:
     try:
         write()
     except Exception as error:
-        text = str(error).strip()
-        reason = text.splitlines()[0][:300] if text else type(error).__name__
-        print(f"Warning: {what} could not be stored in the run ({reason})", file=sys.stderr)
+        print(f"Warning: {what} could not be stored in the run ({first_line(error)})", file=sys.stderr)

@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 from mlflow.models import Model
 
-from aigc.serving import save_pyfunc
+from aigc.serving.pyfunc import save_pyfunc
 from aigc.tracking.store.models import MODEL_NAME, run_models
 
 

@@ -17,9 +17,9 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Param, RunTag
 from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
-from aigc import tags
+from aigc.common import tags
+from aigc.config.resolvers import unescape_interpolations
 from aigc.data.source import DataSource
-from aigc.resolvers import unescape_interpolations
 from aigc.tracking.run.logger import MLflowLogger
 
 MAX_PARAM_CHARS = 500  # MLflow takes 6,000; longer values are unreadable in the UI anyway
@@ -31,7 +31,6 @@ def record_run(
     config: dict,
     overrides: list[str],
     data: DataSource | None,
-    code_dir: Path,
     data_state: dict | None = None,
 ) -> None:
     """Log params (the flattened resolved config), tags, config artifacts and the dataset input.
@@ -46,7 +45,7 @@ def record_run(
     flat = flatten(config)
     earlier = client.get_run(run_id).data.params  # a resumed run has them already
     params = [Param(key, value) for key, value in flat.items() if key not in earlier]
-    run_tags = provenance_tags(code_dir, data) | {tags.OVERRIDES: " ".join(overrides)}
+    run_tags = provenance_tags(data) | {tags.OVERRIDES: " ".join(overrides)}
     if "objective" in config:
         run_tags[tags.OBJECTIVE] = objective_tag(config["objective"])
     if earlier:
@@ -152,8 +151,8 @@ def flatten(config: dict, prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def provenance_tags(code_dir: Path, data: DataSource | None) -> dict[str, str]:
-    commit, dirty = _git(code_dir)
+def provenance_tags(data: DataSource | None) -> dict[str, str]:
+    commit, dirty = _git(Path(__file__).parent)  # the checkout aigc runs from (git finds its root)
     provenance = {
         tags.GIT_COMMIT: commit,
         tags.GIT_DIRTY: dirty,

@@ -14,8 +14,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf
 
-from aigc import tags
-from aigc.stored import CONFIG_KEY, RUN_KEY, NotACheckpoint, read_checkpoint
+from aigc.common import tags
+from aigc.common.stored import CONFIG_KEY, RUN_KEY, NotACheckpoint, read_checkpoint
 from aigc.tracking.store.checkpoints import checkpoint_of_run
 from aigc.tracking.store.client import open_store, stored_run
 

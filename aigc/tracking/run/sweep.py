@@ -41,16 +41,14 @@ from mlflow.entities import Param, Run, RunStatus
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from aigc import tags
-from aigc.console import one_line
+from aigc.common import tags
+from aigc.common.errors import one_line
 from aigc.tracking.run.logger import UninterruptedClient, optional_write
 from aigc.tracking.run.record import flatten, objective_tag, read_objective, recorded, typed_overrides
 from aigc.tracking.run.signals import interrupted_by, raise_on_signals, restore_signals
 from aigc.tracking.store.client import TrackingUnreachable, experiment_id, open_store, reachable_store
 from aigc.tracking.store.models import register
-from hydra_plugins.aigc_optuna_sweeper.optuna_sweeper import OptunaSweeper
-
-OPTUNA_SWEEPER = f"{OptunaSweeper.__module__}.{OptunaSweeper.__qualname__}"
+from hydra_plugins.aigc_optuna_sweeper.optuna_sweeper import TARGET as OPTUNA_SWEEPER
 
 PARENT_RUN_ENV = "AIGC_SWEEP_PARENT_RUN_ID"
 

@@ -22,6 +22,8 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
+from aigc.common.errors import first_line
+
 # Creating a new SQLite store runs alembic migrations, which log a page of INFO lines.
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -62,7 +64,7 @@ def reachable_store(uri: str, timeout_s: float = 5.0) -> Iterator[None]:
     except OSError as error:
         raise TrackingUnreachable(f"cannot create the MLflow store {uri} ({error}): {FIX}") from None
     except Exception as error:
-        raise TrackingUnreachable(f"MLflow tracking store {uri} failed: {_first_line(error)}: {FIX}") from None
+        raise TrackingUnreachable(f"MLflow tracking store {uri} failed: {first_line(error)}: {FIX}") from None
 
 
 @contextmanager
@@ -128,8 +130,3 @@ def experiment_id(client: MlflowClient, name: str) -> str:
         return experiment.experiment_id
     location = default_artifact_location(client.tracking_uri, name)
     return client.create_experiment(name, artifact_location=location)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

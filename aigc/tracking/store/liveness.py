@@ -1,16 +1,33 @@
 """Is a RUNNING run still alive? A run's process refreshes its heartbeat tag while it trains
-(``SpoolingClient``); a process that died without a word (SIGKILL, power loss, a lost node)
-leaves its run RUNNING with a heartbeat that stopped. ``reap`` ends such runs FAILED, tagged
-``aigc.end=lost``; ``resume=`` of a reaped run takes it up again (and removes the tag)."""
+(``Heartbeat``, beaten by the run's writer thread: ``aigc.tracking.store.writer``); a process
+that died without a word (SIGKILL, power loss, a lost node) leaves its run RUNNING with a
+heartbeat that stopped. ``reap`` ends such runs FAILED, tagged ``aigc.end=lost``; ``resume=``
+of a reaped run takes it up again (and removes the tag)."""
 
 import time
 
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from aigc import tags
+from aigc.common import tags
 
 DEFAULT_AFTER_S = 300
+
+
+class Heartbeat:
+    """A run's tag ``aigc.heartbeat``: the time of its last beat, at most every ``interval_s`` seconds."""
+
+    def __init__(self, interval_s: float):
+        self.interval_s = interval_s
+        self._next = 0.0
+
+    def beat(self, client: MlflowClient, run_id: str) -> None:
+        """Set the tag to now if a beat is due (what the store raises, it raises)."""
+        now = time.time()
+        if now < self._next:
+            return
+        self._next = now + self.interval_s
+        client.set_tag(run_id, tags.HEARTBEAT, str(int(now)))
 
 
 def lost(run: Run, after_s: float, now: float | None = None) -> bool:

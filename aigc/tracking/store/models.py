@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 from aigc.tracking.store.client import stored_run
 
 MODEL_NAME = "model"
-WEIGHTS_FILE = "artifacts/weights.pt"  # in a model's folder (aigc.serving)
+WEIGHTS_FILE = "artifacts/weights.pt"  # in a model's folder (aigc.serving.pyfunc)
 URI_FORMS = "runs:/<run id>/model, models:/<name>@<alias>, models:/<name>/<version> or models:/<model id>"
 
 

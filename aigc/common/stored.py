@@ -22,6 +22,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from aigc.common.errors import first_line
+
 # where aigc.callbacks.ConfigSnapshot puts the run's resolved config and its MLflow run id
 CONFIG_KEY = "aigc_config"
 RUN_KEY = "aigc_run_id"
@@ -72,7 +74,7 @@ def read_torch_file(path: str | Path) -> Any:
                 f"{path} is refused: it holds objects other than tensors and plain data, which could run code "
                 f"when opened ({unsafe.group(1).rstrip('.')})"
             ) from None
-        raise NotACheckpoint(f"{path} is truncated or corrupt ({_first_line(error)})") from None
+        raise NotACheckpoint(f"{path} is truncated or corrupt ({first_line(error)})") from None
 
 
 def check_targets(config: Any, where: str = "config") -> None:
@@ -124,8 +126,3 @@ def locate(dotted: str) -> Any:
             found = getattr(found, name, None)
         return found
     return None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__

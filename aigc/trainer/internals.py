@@ -8,7 +8,7 @@ quietly. ``pyproject.toml`` pins Lightning to the range these were checked on.
   logs only then);
 - ``MLFLOW_LOGGER``: what ``aigc.tracking.run.logger.MLflowLogger`` reads and sets in Lightning's
   ``MLFlowLogger`` it extends (the run, the experiment, the checkpoints it logs at the end);
-- ``DDP_STRATEGY``: what ``aigc.distributed.DDPStrategy`` hooks into (the DDP wrapper's
+- ``DDP_STRATEGY``: what ``aigc.trainer.distributed.DDPStrategy`` hooks into (the DDP wrapper's
   arguments, built in ``_setup_model``);
 - ``MODEL_CHECKPOINT``: what ``aigc.callbacks.ModelCheckpoint`` calls to save the best after
   the last epoch and ``last.ckpt`` after every epoch, as Lightning saves them after every n-th.

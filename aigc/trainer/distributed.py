@@ -29,6 +29,8 @@ from lightning.pytorch.strategies import DDPStrategy as LightningDDPStrategy
 from torch.nn import Module
 from torch.nn.parallel import DistributedDataParallel
 
+from aigc.common.capabilities import trait
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -42,9 +44,7 @@ class DDPStrategy(LightningDDPStrategy):
 
     def _setup_model(self, model: Module) -> DistributedDataParallel:
         if "find_unused_parameters" not in self._ddp_kwargs:
-            self._ddp_kwargs["find_unused_parameters"] = getattr(
-                self.lightning_module, "ddp_find_unused_parameters", False
-            )
+            self._ddp_kwargs["find_unused_parameters"] = trait(self.lightning_module, "ddp_find_unused_parameters")
         return super()._setup_model(model)
 
     def setup_distributed(self) -> None:

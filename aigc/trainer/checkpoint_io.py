@@ -7,7 +7,7 @@ never a half-written one. (Lightning's own writer stages the file in the system'
 folder and, when that is another file system, copies it into place: a full disk there leaves
 a truncated ``last.ckpt``.)
 
-Reading: ``aigc.stored.read_torch_file``: tensors and plain containers only, and one clear
+Reading: ``aigc.common.stored.read_torch_file``: tensors and plain containers only, and one clear
 error line for a file that is not a checkpoint.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins import TorchCheckpointIO
 
-from aigc.stored import read_torch_file
+from aigc.common.stored import read_torch_file
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -1,4 +1,5 @@
-"""What a model or a datamodule can do, as contracts the callbacks check at set-up.
+"""What a model or a datamodule can do, as contracts the callbacks check at set-up, and the
+traits a model may state about itself.
 
 A callback that makes image grids needs a model that generates images; one that scores text
 needs a model that continues text and data that holds out text to continue. The contracts are
@@ -8,6 +9,7 @@ refuses, with one line, a model or data that lacks it, instead of skipping silen
 
 A new model meets these by its methods; a new callback declares what it needs by them; the
 model family's config (``conf/callbacks/family/<model>.yaml``) lists the callbacks that apply.
+A model states its traits (``Traits``) as class attributes; ``trait`` reads them.
 """
 
 from typing import Protocol, runtime_checkable
@@ -88,3 +90,27 @@ class Contract(Callback):
                         f"({contract.__doc__.split(': ')[0].strip('`')}); {type(subject).__name__} does not: "
                         "drop the callback (~callbacks.<name>) or use a model and data that have it"
                     )
+
+
+class Traits:
+    """What a model may state about itself, as class attributes of its LightningModule; a model
+    that states nothing has these defaults. Read them with ``trait(model, name)``.
+
+    - ``faster_in_bf16_on_cpu``: ``trainer.precision=auto`` trains it in ``bf16-mixed`` on a CPU
+      with AMX (``aigc.trainer.precision``). ``False`` for a model that runs slower there
+      (measure it: ``experiments/precision.py``).
+    - ``ddp_find_unused_parameters``: DDP looks for parameters without a gradient after every
+      backward pass (``aigc.trainer.distributed``). ``True`` for a model whose backward passes each
+      reach only some of its parameters (a GAN's: one net each).
+    """
+
+    faster_in_bf16_on_cpu: bool = True
+    ddp_find_unused_parameters: bool = False
+
+
+def trait(model, name: str) -> bool:
+    """The trait ``name`` of ``model`` (``Traits``): what its class states, else the default."""
+    if name.startswith("_") or not hasattr(Traits, name):
+        known = ", ".join(key for key in vars(Traits) if not key.startswith("_"))
+        raise AttributeError(f"{name!r} is not a model trait (the traits: {known})")
+    return bool(getattr(model, name, getattr(Traits, name)))

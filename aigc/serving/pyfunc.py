@@ -1,7 +1,7 @@
 """A run's model as an MLflow pyfunc model: what ``mlflow.pyfunc.load_model`` and
 ``mlflow models serve`` load.
 
-The model folder holds ``artifacts/weights.pt`` (``aigc.generator.slim``: weights, config,
+The model folder holds ``artifacts/weights.pt`` (``aigc.serving.generator.slim``: weights, config,
 tokenizer) and a signature with an input example. Rows say what to generate, params how
 (MLflow's inference params: one value per request, with defaults):
 
@@ -28,7 +28,7 @@ import torch
 from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
-from aigc.generator import Generator, slim
+from aigc.serving.generator import Generator, slim
 
 WEIGHTS = "weights"  # the artifact's name; its file is artifacts/weights.pt in the model folder
 MAX_IMAGES = 1024  # per request row: a server answers in seconds, not in out-of-memory

@@ -13,6 +13,8 @@ the run's tag ``aigc.precision``.
 
 from pathlib import Path
 
+from aigc.common.capabilities import trait
+
 
 def choose_precision(requested, accelerator: str | None = "auto", model=None) -> tuple[str | int, str]:
     """(the Trainer's precision, why): ``requested`` as it is unless it is ``auto`` (or None,
@@ -30,7 +32,7 @@ def choose_precision(requested, accelerator: str | None = "auto", model=None) ->
         return "32-true", "auto: a CUDA GPU without bf16"
     if not cpu_has_amx():
         return "32-true", "auto: a CPU without AMX (bf16 would be slower)"
-    if not getattr(model, "faster_in_bf16_on_cpu", True):
+    if not trait(model, "faster_in_bf16_on_cpu"):
         return "32-true", f"auto: a CPU with AMX, but {type(model).__name__} runs slower in bf16 on a CPU"
     return "bf16-mixed", "auto: a CPU with AMX bf16 units"
 

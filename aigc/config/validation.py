@@ -3,7 +3,7 @@ MLflow run exists, so a bad command line is one line and leaves no run behind.
 
 The schema is the code: every node with a ``_target_`` becomes a call of that class, so each
 of its keys is checked against the class's constructor (the argument exists, and the value
-fits the argument's annotation, ranges included: ``aigc.constraints``), with pydantic in
+fits the argument's annotation, ranges included: ``aigc.common.constraints``), with pydantic in
 strict mode (``"abc"`` is no int, ``1e8`` no batch size). On top of the annotations:
 
 - a node that interpolates a key of another group that this choice of group lacks names the
@@ -30,11 +30,14 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError, InterpolationToMissingValueError, MissingMandatoryValue
 from pydantic import AfterValidator, ConfigDict, StringConstraints, TypeAdapter, ValidationError
 
-from aigc.capabilities import Contract
-from aigc.stored import locate
+from aigc.common.capabilities import Contract
+from aigc.common.errors import first_line
+from aigc.common.stored import locate
 
 INSTANTIATE_KEYS = {"_target_", "_partial_", "_args_", "_convert_", "_recursive_"}
 LARGEST_INT = 2**63 - 1
+# "abc" is no int, 1e8 no batch size, and 1e999 no float
+_STRICT = ConfigDict(strict=True, allow_inf_nan=False, arbitrary_types_allowed=True)
 
 
 def _epoch_limit(value: int | None) -> int | None:
@@ -49,7 +52,8 @@ EXTRA: dict[tuple[str, str], Any] = {
     ("lightning.pytorch.trainer.trainer.Trainer", "max_epochs"): Annotated[int | None, AfterValidator(_epoch_limit)],
     ("lightning.pytorch.trainer.trainer.Trainer", "limit_train_batches"): Annotated[int | float, Gt(0)] | None,
     ("lightning.pytorch.trainer.trainer.Trainer", "log_every_n_steps"): Annotated[int, Gt(0)] | None,
-    # Lightning's precisions, and auto (aigc.precision: bf16-mixed where the hardware gains from it)
+    ("lightning.pytorch.trainer.trainer.Trainer", "gradient_clip_val"): Annotated[int | float, Ge(0)] | None,
+    # Lightning's precisions, and auto (aigc/trainer/precision.py: bf16-mixed where the hardware gains from it)
     ("lightning.pytorch.trainer.trainer.Trainer", "precision"): _PRECISION_INPUT | Literal["auto"] | None,
     # a count, a list of indices, or Lightning's strings: "auto", "-1", "2", "0,1"
     ("lightning.pytorch.trainer.trainer.Trainer", "devices"): (
@@ -171,6 +175,8 @@ def _check_arguments(path: str, node: dict, raw: dict) -> None:
     cls = locate(target) if isinstance(target, str) else None
     if not callable(cls):
         raise ConfigError(f"{path}._target_={target!r}: no such class")
+    if not isinstance(cls, type):
+        raise ConfigError(f"{path}._target_={target!r} is a {type(cls).__name__}, not a class: name a class there")
     parameters = _parameters(cls)
     for key, value in node.items():
         if key in INSTANTIATE_KEYS:
@@ -191,6 +197,27 @@ def _check_arguments(path: str, node: dict, raw: dict) -> None:
             written = raw.get(key)
             source = f" (from {written})" if isinstance(written, str) and "${" in written else ""
             raise ConfigError(f"{path}.{key}={_shown(value)}{source}: {_reason(error)}") from None
+    _check_relations(path, cls, node, parameters)
+
+
+def _check_relations(path: str, cls: type, node: dict, parameters: dict) -> None:
+    """A class whose arguments constrain one another states it in ``check_arguments``
+    (``aigc.common.constraints``); it gets the configured values and the defaults of the rest."""
+    check = getattr(cls, "check_arguments", None)
+    if check is None:
+        return
+    values = {
+        name: parameter.default
+        for name, (parameter, _) in parameters.items()
+        if parameter is not None and parameter.default is not parameter.empty
+    }
+    values |= {key: value for key, value in node.items() if key in parameters and not _builds_objects(value)}
+    try:
+        check(**values)
+    except TypeError:  # an argument it relates is given only later (a partial's): the constructor checks
+        return
+    except ValueError as error:
+        raise ConfigError(f"{path}: {first_line(error)}") from None
 
 
 def _validate(adapter: TypeAdapter, value: Any) -> None:
@@ -272,7 +299,9 @@ def _adapter(owner: type, cls: type, key: str) -> TypeAdapter | None:
     if annotation is None:
         return None
     try:
-        return TypeAdapter(annotation, config=ConfigDict(strict=True, arbitrary_types_allowed=True))
+        return TypeAdapter(
+            annotation, config=ConfigDict(strict=True, allow_inf_nan=False, arbitrary_types_allowed=True)
+        )
     except Exception:  # a type pydantic can't express: the class checks it itself
         return None
 
@@ -314,7 +343,7 @@ def _shown(value: Any) -> str:
 
 def check_trainable(datamodule, model, callbacks: list) -> None:
     """After the data is loaded: every callback's needs are met by the model and the data
-    (``aigc.capabilities``), and there is at least one training batch (a batch size beyond the
+    (``aigc.common.capabilities``), and there is at least one training batch (a batch size beyond the
     training split, with its last partial batch dropped, trains nothing and would end FINISHED)."""
     for callback in callbacks:
         if isinstance(callback, Contract):

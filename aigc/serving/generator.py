@@ -3,18 +3,18 @@
 The file is a run's checkpoint, or the slimmer copy an MLflow model carries (``slim``: weights,
 config and tokenizer, no optimizer state). Either is read as untrusted input: tensors only
 (``weights_only``), and the model's config is rebuilt only from allowed classes
-(``aigc.stored``). ``aigc.sample`` and the MLflow pyfunc model (``aigc.serving``) both use this.
+(``aigc.common.stored``). ``aigc.sample`` and the MLflow pyfunc model (``aigc.serving.pyfunc``) both use this.
 """
 
 from pathlib import Path
 
 import numpy as np
 
-from aigc.capabilities import GeneratesImages, GeneratesText
+from aigc.common.capabilities import GeneratesImages, GeneratesText
+from aigc.common.stored import CONFIG_KEY, RUN_KEY, instantiate_stored, read_checkpoint
 from aigc.data.text import TextDataModule
 from aigc.data.tokenizers import load_tokenizer
 from aigc.metrics.images import to_uint8
-from aigc.stored import CONFIG_KEY, RUN_KEY, instantiate_stored, read_checkpoint
 
 TOKENIZER_KEY = TextDataModule.__qualname__  # Lightning keeps a datamodule's state (the fitted tokenizer) under it
 

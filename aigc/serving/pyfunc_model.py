@@ -6,6 +6,6 @@ must be installed where the model is loaded or served.
 
 import mlflow.models
 
-from aigc.serving import GeneratorModel
+from aigc.serving.pyfunc import GeneratorModel
 
 mlflow.models.set_model(GeneratorModel())
