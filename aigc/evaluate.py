@@ -4,6 +4,7 @@
     python -m aigc.evaluate run_id=<id> checkpoint=best
     python -m aigc.evaluate ckpt_path=logs/train/runs/<time>/checkpoints/last.ckpt
     python -m aigc.evaluate run_id=<id> trainer=ddp_cpu      # on 2 processes: the same scores
+    python -m aigc.evaluate ckpt_path=<file> logger=none       # scored, logged nowhere
     python -m aigc.evaluate model=hf_causal_lm model.pretrained=gpt2 data=shakespeare
 
 The checkpoint carries the run's resolved config and its MLflow run id, so
@@ -44,7 +45,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         ckpt_path = cfg.ckpt_path or checkpoint_of_run(client, cfg.run_id, cfg.checkpoint, folder)
         checkpoint = read_checkpoint(ckpt_path)
-        run_id = cfg.run_id or checkpoint.get(RUN_KEY)
+        # the run the scores go into (logger=none: scored, logged nowhere)
+        run_id = (cfg.run_id or checkpoint.get(RUN_KEY)) if cfg.get("logger") else None
         if run_id:
             stored_run(client or open_store(cfg.tracking_uri), run_id, f"named by {ckpt_path}")
         job = build(scoring_config(cfg, checkpoint, ckpt_path, run_id), stored_in=ckpt_path)
@@ -73,8 +75,13 @@ def scoring_config(cfg: DictConfig, checkpoint: dict, ckpt_path: str, run_id: st
             run_cfg[group] = cfg[group]
         for name in trained_with & set(families):
             run_cfg.callbacks[name] = families[name]
-        run_cfg.logger = {"mlflow": {**cfg.logger.mlflow, "run_id": run_id}} if run_id else None
+        run_cfg.logger = {"mlflow": logging_into(cfg, run_id=run_id)} if run_id else None
     return run_cfg
+
+
+def logging_into(cfg: DictConfig, **settings) -> dict:
+    """``logger.mlflow`` on this command's store (``tracking_uri=``); scoring logs no checkpoints and no model."""
+    return {**cfg.logger.mlflow, "tracking_uri": cfg.tracking_uri, "log_model": False, "pyfunc": False, **settings}
 
 
 def score_as_configured(cfg: DictConfig) -> dict[str, float]:
@@ -89,6 +96,8 @@ def score_as_configured(cfg: DictConfig) -> dict[str, float]:
     job_cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "callbacks"])
     with open_dict(job_cfg):
         job_cfg.callbacks = family_callbacks(overrides, HydraConfig.get().job.config_name)
+        if cfg.get("logger"):
+            job_cfg.logger = {"mlflow": logging_into(cfg)}
     validate(job_cfg)
     job: Job = build(job_cfg, applicable_only=True)
     job.tracker.connect()

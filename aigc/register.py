@@ -10,8 +10,8 @@ import hydra
 from omegaconf import DictConfig
 
 from aigc.jobs.console import entry_point, one_line_errors
+from aigc.serving.registry import register
 from aigc.tracking.store.client import open_store
-from aigc.tracking.store.models import register
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="register")

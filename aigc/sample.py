@@ -18,9 +18,9 @@ from torchvision.utils import save_image
 
 from aigc.jobs.console import entry_point, one_line_errors
 from aigc.serving.generator import Generator
+from aigc.serving.registry import download_weights, logged_model, model_of_run
 from aigc.tracking.store.checkpoints import checkpoint_of_run
 from aigc.tracking.store.client import open_store
-from aigc.tracking.store.models import download_weights, logged_model, model_of_run
 
 # what only one kind of model takes (null when not given): the other kind refuses it
 IMAGE_OPTIONS = ("num_samples", "out")

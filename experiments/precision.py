@@ -1,5 +1,5 @@
 """Is bf16-mixed faster than float32 for each model on this machine? The evidence behind
-``trainer.precision=auto`` (``aigc/precision.py``).
+``trainer.precision=auto`` (``aigc/trainer/precision.py``).
 
     .venv/bin/python experiments/precision.py [--pairs 2] [--steps 60]
 

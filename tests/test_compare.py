@@ -1,10 +1,12 @@
-"""`python -m aigc.compare`: the table of a sweep's runs, the best run named, plots written and logged."""
+"""`python -m aigc.compare`: the table of a sweep's runs, the best run named, plots written and logged.
+One comparison runs the command end to end; the others call it in this process."""
 
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import client_for, run_aigc
+from aigc.compare import compare
+from tests.conftest import client_for, composed, run_aigc
 
 # the tests on the session's VAE sweep share one worker, so it runs once (--dist loadgroup)
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("vae_sweep")]
@@ -16,6 +18,14 @@ def sweep_runs(folder: Path):
     parent = next(run for run in runs if run.data.tags.get("aigc.sweep.role") == "parent")
     children = [run for run in runs if run is not parent]
     return client, parent, children
+
+
+def compare_here(folder: Path, capsys, *overrides: str) -> tuple[str, Path]:
+    """What `python -m aigc.compare <overrides>` prints in ``folder``, and the folder it writes to."""
+    capsys.readouterr()
+    with composed("compare", folder, *overrides) as cfg:
+        compare(cfg)
+    return capsys.readouterr().out, Path(cfg.hydra.runtime.output_dir)
 
 
 def test_compare_a_sweep_names_the_best_run_and_logs_its_plots(vae_sweep: Path, tmp_path: Path):
@@ -35,22 +45,20 @@ def test_compare_a_sweep_names_the_best_run_and_logs_its_plots(vae_sweep: Path, 
     assert logged == {"compare/runs.csv", "compare/curves.png", "compare/params.png", "compare/parallel.png"}
 
 
-def test_compare_an_experiment_leaves_the_sweep_parent_out(vae_sweep: Path, tmp_path: Path):
+def test_compare_an_experiment_leaves_the_sweep_parent_out(vae_sweep: Path, capsys):
     _, parent, children = sweep_runs(vae_sweep)
-    result = run_aigc(vae_sweep, "experiment_name=vae-mnist", f"hydra.run.dir={tmp_path}", module="aigc.compare")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert parent.info.run_id[:8] not in result.stdout
-    assert all(child.info.run_id[:8] in result.stdout for child in children)
+    printed, _ = compare_here(vae_sweep, capsys, "experiment_name=vae-mnist")
+    assert parent.info.run_id[:8] not in printed
+    assert all(child.info.run_id[:8] in printed for child in children)
 
 
-def test_compare_unknown_experiment_is_one_clear_error(vae_sweep: Path, tmp_path: Path):
-    result = run_aigc(vae_sweep, "experiment_name=nope", f"hydra.run.dir={tmp_path}", module="aigc.compare")
-    assert result.returncode == 1
-    assert "no experiment named 'nope' in this store; it has: vae-mnist" in result.stderr
+def test_compare_unknown_experiment_is_one_clear_error(vae_sweep: Path, capsys):
+    with pytest.raises(Exception, match="no experiment named 'nope' in this store; it has: vae-mnist"):
+        compare_here(vae_sweep, capsys, "experiment_name=nope")
 
 
 @pytest.mark.xdist_group("seed_groups")
-def test_runs_that_differ_only_in_seed_are_grouped_with_mean_and_sd(tmp_path: Path):
+def test_runs_that_differ_only_in_seed_are_grouped_with_mean_and_sd(tmp_path: Path, capsys):
     """Two learning rates x three seeds in a real store: groups, their mean ± sd, the better group first."""
     import statistics
 
@@ -71,20 +79,19 @@ def test_runs_that_differ_only_in_seed_are_grouped_with_mean_and_sd(tmp_path: Pa
             )
             client.set_terminated(run)
             finals.setdefault(lr, []).append(curve[-1])
-    result = run_aigc(tmp_path, "experiment_name=seeds", f"hydra.run.dir={tmp_path}/out", module="aigc.compare")
-    assert result.returncode == 0, result.stderr[-3000:]
-    groups = result.stdout.split("Runs that differ only in seed, best group first:")[1].splitlines()
+    printed, out = compare_here(tmp_path, capsys, "experiment_name=seeds")
+    groups = printed.split("Runs that differ only in seed, best group first:")[1].splitlines()
     rows = [line.split() for line in groups if line[:1].isdigit()]
     assert [(row[0], row[1], row[3]) for row in rows] == [("1", "3", "0.01"), ("2", "3", "0.1")]  # rank, runs, lr
     for row, lr in zip(rows, ("0.01", "0.1"), strict=True):
         mean, sd = statistics.mean(finals[lr]), statistics.stdev(finals[lr])
         assert row[4:7] == [f"{mean:.5g}", "±", f"{sd:.5g}"]
     for name in ("seeds.csv", "seeds.png"):
-        assert (tmp_path / "out" / name).stat().st_size > 0
+        assert (out / name).stat().st_size > 0
 
 
 @pytest.mark.xdist_group("seed_groups")
-def test_a_pruned_trial_is_shown_but_never_the_best_run(tmp_path: Path):
+def test_a_pruned_trial_is_shown_but_never_the_best_run(tmp_path: Path, capsys):
     """A trial the pruner stopped early can end with a better-looking value than it would have reached."""
     from mlflow.entities import Metric, Param, RunTag
 
@@ -102,9 +109,8 @@ def test_a_pruned_trial_is_shown_but_never_the_best_run(tmp_path: Path):
         )
         client.set_terminated(run, "KILLED" if pruned else "FINISHED")
         ids[lr] = run
-    result = run_aigc(tmp_path, "experiment_name=pruning", f"hydra.run.dir={tmp_path}/out", module="aigc.compare")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"({ids['0.01']}), final val/loss=1.5" in result.stdout
-    row = next(line for line in result.stdout.splitlines() if line.startswith(ids["0.3"][:8]))
+    printed, out = compare_here(tmp_path, capsys, "experiment_name=pruning")
+    assert f"({ids['0.01']}), final val/loss=1.5" in printed
+    row = next(line for line in printed.splitlines() if line.startswith(ids["0.3"][:8]))
     assert "KILLED (pruned)" in row
-    assert (tmp_path / "out" / "parallel.png").stat().st_size > 0
+    assert (out / "parallel.png").stat().st_size > 0

@@ -1,5 +1,6 @@
 """Every config group option composes and instantiates; bad overrides fail the way Hydra users expect."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -7,37 +8,33 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from mlflow import MlflowClient
+from omegaconf import OmegaConf
 
 from aigc.callbacks import ReconstructionGrid, TextMetrics
 from aigc.common.capabilities import Contract, MissingCapability
 from aigc.jobs.training import build_training, train
 from aigc.tracking.run.logger import MLflowLogger
 from aigc.trainer.distributed import DDPStrategy
-from tests.conftest import CONF_DIR, run_aigc
+from tests.conftest import CONF_DIR, MODELS, model_overrides, model_yaml, run_aigc
 
 GROUPS = ["data", "data/tokenizer", "model", "trainer", "logger", "callbacks", "debug", "experiment", "metrics"]
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))]
 
-
-PRETRAINED = ["model=hf_causal_lm", "model.pretrained=gpt2"]
-
-
-def uses_images(group: str, option: str) -> bool:
-    """Image models read ${data.image_shape}, which image data declares: pair like with like."""
-    text = (CONF_DIR / group / f"{option}.yaml").read_text()
-    return "image_shape" in text
+# the model whose tokenizer data/tokenizer=pretrained takes
+PRETRAINED_MODEL = next(model for model in MODELS if "pretrained" in model_yaml(model))
 
 
 def partner(group: str, option: str) -> list[str]:
     if group == "data":
         # data=text needs a file; building does not read it
         path = [f"data.path={CONF_DIR / 'train.yaml'}"] if option == "text" else []
-        return [] if uses_images(group, option) else ["model=transformer", *path]
+        return (
+            [] if "image_shape" in (CONF_DIR / "data" / f"{option}.yaml").read_text() else ["model=transformer", *path]
+        )
     if group == "data/tokenizer":
-        # the pretrained tokenizer is the pretrained model's (building loads neither)
-        return ["data=pydocs", *(PRETRAINED if option == "pretrained" else ["model=transformer"])]
+        return model_overrides(PRETRAINED_MODEL if option == "pretrained" else "transformer")
     if group == "model":
-        return [] if uses_images(group, option) else ["data=pydocs", *(PRETRAINED if option == "hf_causal_lm" else [])]
+        return model_overrides(option)
     return []
 
 
@@ -65,6 +62,14 @@ def test_tracking_uri_honours_environment(compose_cfg, monkeypatch, tmp_path):
     job = build_training(compose_cfg())
     assert isinstance(job.tracker.logger, MLflowLogger)
     assert job.tracker.logger.tracking_uri == f"sqlite:///{tmp_path}/elsewhere.db"
+
+
+def test_a_run_leaves_its_process_tracking_uri_as_it_was(compose_cfg, tmp_path, monkeypatch):
+    """Lightning points its process's MLflow at the run's store (MLFLOW_TRACKING_URI too): the next
+    run of the same process (a sweep's job, a notebook's cell) would land there, whatever it says."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    train(compose_cfg("debug=fast", "data.download=false", "metrics.inception=false", "trainer.max_epochs=1"))
+    assert "MLFLOW_TRACKING_URI" not in os.environ
 
 
 def test_seed_makes_a_run_repeatable(compose_cfg, tmp_path):
@@ -126,25 +131,20 @@ def test_trainer_configs_instantiate(compose_cfg, trainer):
         assert strategy.process_group_backend == ("gloo" if trainer == "ddp_cpu" else "nccl")
 
 
-@pytest.mark.parametrize(
-    ("overrides", "family"),
-    [
-        (("model=gan",), {"sample_grid", "image_metrics"}),
-        (("model=vae",), {"sample_grid", "image_metrics", "reconstruction_grid"}),
-        (("model=transformer", "data=pydocs"), {"text_metrics"}),
-        (("model=lstm", "data=pydocs"), {"text_metrics"}),
-        (("model=hf_causal_lm", "data=pydocs", "model.pretrained=gpt2"), {"text_metrics"}),
-    ],
-)
-def test_a_model_family_brings_its_callbacks_and_they_find_what_they_need(compose_cfg, overrides, family):
-    cfg = compose_cfg(*overrides)
-    shared = {"model_checkpoint", "learning_rates", "stop_on_non_finite_loss", "float32_matmul_precision"}
-    assert set(cfg.callbacks) == shared | {"progress_bar"} | family
-    model, datamodule = instantiate(cfg.model, _convert_="all"), instantiate(cfg.data, _convert_="all")
+@pytest.mark.parametrize("model", MODELS)
+def test_a_model_family_brings_its_callbacks_and_they_find_what_they_need(compose_cfg, model):
+    """Each family has its callbacks file, named after the model, and its model and data meet every
+    need of every callback it brings (conf/callbacks/family/<model>.yaml)."""
+    family_file = CONF_DIR / "callbacks" / "family" / f"{model}.yaml"
+    assert family_file.is_file(), f"model={model} has no {family_file.relative_to(CONF_DIR.parent)}"
+    cfg = compose_cfg(*model_overrides(model))
+    shared = set(OmegaConf.load(CONF_DIR / "callbacks" / "default.yaml"))
+    assert shared < set(cfg.callbacks), f"model={model} lost callbacks of callbacks/default.yaml"
+    model_, datamodule = instantiate(cfg.model, _convert_="all"), instantiate(cfg.data, _convert_="all")
     for node in cfg.callbacks.values():
         callback = instantiate(node)
         if isinstance(callback, Contract):
-            callback.check(model, datamodule)
+            callback.check(model_, datamodule)
 
 
 def test_a_callback_that_can_not_apply_says_which_contract_is_missing(compose_cfg):

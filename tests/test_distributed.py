@@ -13,8 +13,8 @@ import pytest
 from hydra.utils import instantiate
 
 from aigc.data.text import ConsecutiveWindows
-from aigc.jobs.training import train
-from tests.conftest import client_for, only_run, run_aigc, user_env
+from aigc.evaluate import evaluate
+from tests.conftest import client_for, composed, only_run, run_aigc, user_env
 
 pytestmark = pytest.mark.slow
 ONE_EPOCH = ("debug=fast", "trainer.max_epochs=1")
@@ -24,16 +24,21 @@ def output_folders(root: Path) -> list[Path]:
     return [p.parent for p in root.glob("logs/**/.hydra")]
 
 
-@pytest.mark.parametrize(
-    "model",
-    [
-        ("model=gan", "data.download=false"),  # manual optimization: two backward passes, each through one net
-        ("model=vae", "data.download=false"),
-    ],
-    ids=["gan", "vae"],
-)
-def test_image_model_trains_on_two_cpu_processes_into_one_run(tmp_path: Path, model):
-    result = run_aigc(tmp_path, "trainer=ddp_cpu", *model, *ONE_EPOCH)
+def scores_on_one_and_two_processes(folder: Path, checkpoint: str) -> tuple[dict, dict]:
+    """The checkpoint scored by `aigc.evaluate` in this process (trainer=cpu) and on 2 processes."""
+    scoring = (f"ckpt_path={checkpoint}", "metrics.num_samples=300", "metrics.num_prompts=6", "logger=none")
+    with composed("evaluate", folder, *scoring, "trainer=cpu") as cfg:
+        one = evaluate(cfg)
+    result = run_aigc(folder, *scoring, "trainer=ddp_cpu", module="aigc.evaluate")
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = [line.split(" = ") for line in result.stdout.splitlines() if " = " in line]
+    return one, {name: float(value) for name, value in printed}
+
+
+def test_a_gan_trains_on_two_cpu_processes_into_one_run_and_scores_the_same_on_one_and_two(tmp_path: Path):
+    """Manual optimization (two backward passes, each through one net) under DDP; and the 2
+    processes' last validation scores the configured samples as one process scores its checkpoint."""
+    result = run_aigc(tmp_path, "trainer=ddp_cpu", "model=gan", "data.download=false", *ONE_EPOCH)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "DDP: 2 processes on this machine, meeting through" in result.stdout + result.stderr
     run = only_run(client_for(tmp_path))
@@ -45,9 +50,22 @@ def test_image_model_trains_on_two_cpu_processes_into_one_run(tmp_path: Path, mo
     )
     assert len(output_folders(tmp_path)) == 1
 
+    checkpoint = f"{run.data.tags['aigc.checkpoints']}/last.ckpt"  # saved after the last validation
+    as_trained = (f"metrics.num_samples={run.data.params['metrics.num_samples']}", "trainer=cpu", "logger=none")
+    with composed("evaluate", tmp_path, f"ckpt_path={checkpoint}", *as_trained) as cfg:
+        one = evaluate(cfg)
+    for name in ("fid_mnist", "is_mnist", "kid_mnist"):
+        assert run.data.metrics[f"val/{name}"] == pytest.approx(one[f"test/{name}"], rel=1e-5), name
 
-def test_sweep_of_language_models_on_two_cpu_processes_is_one_folder_and_one_run_per_job(tmp_path: Path):
-    result = run_aigc(tmp_path, "-m", "model=transformer,lstm", "data=pydocs", "trainer=ddp_cpu", *ONE_EPOCH)
+
+def test_sweep_of_language_models_on_two_cpu_processes_is_one_folder_and_one_run_per_job(tmp_path, compose_cfg):
+    """Automatic optimization under DDP, in a sweep whose workers start no sweeps of their own; and
+    each validation window and prompt is scored once on 2 processes, also when an odd number of
+    windows would make Lightning's own sampler repeat one."""
+    block_size = f"data.block_size={odd_window_block_size(compose_cfg)}"
+    result = run_aigc(
+        tmp_path, "-m", "model=transformer,lstm", "data=pydocs", block_size, "trainer=ddp_cpu", *ONE_EPOCH
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("Launching 2 jobs") == 1  # no worker started a sweep of its own
     client = client_for(tmp_path)
@@ -67,6 +85,11 @@ def test_sweep_of_language_models_on_two_cpu_processes_is_one_folder_and_one_run
     best = min(children, key=lambda c: c.data.metrics["val/loss"])
     assert parent.data.tags["aigc.sweep.objective"] == "min val/loss"
     assert parent.data.tags["aigc.sweep.best_run_id"] == best.info.run_id
+
+    (gpt,) = [c for c in children if c.data.params["model.net._target_"].endswith("GPT")]
+    one, two = scores_on_one_and_two_processes(tmp_path, f"{gpt.data.tags['aigc.checkpoints']}/last.ckpt")
+    for name in ("test/loss", "test/ppl", "test/bleu", "test/rouge1", "test/rouge2", "test/rougeL"):
+        assert two[name] == pytest.approx(one[name], rel=1e-5), name
 
 
 def test_two_torchrun_nodes_train_one_run(tmp_path: Path):
@@ -191,36 +214,3 @@ def odd_window_block_size(compose_cfg) -> int:
         if len(ConsecutiveWindows(dm._val_ids, block_size)) % 2:
             return block_size
     raise AssertionError("no block size gives an odd number of windows")
-
-
-@pytest.mark.parametrize(
-    "model, scores",
-    [
-        (("model=gan", "data.download=false"), ["test/fid_mnist", "test/is_mnist"]),
-        (
-            ("model=transformer", "data=pydocs"),
-            ["test/loss", "test/ppl", "test/bleu", "test/rouge1", "test/rouge2", "test/rougeL"],
-        ),
-    ],
-    ids=["images", "text"],
-)
-def test_scores_are_the_same_on_one_and_two_processes(tmp_path: Path, compose_cfg, model, scores):
-    """Every process scores the configured samples, prompts and windows exactly, none padded or repeated."""
-    if "data=pydocs" in model:
-        model = (*model, f"data.block_size={odd_window_block_size(compose_cfg)}")
-    train(compose_cfg(*model, *ONE_EPOCH, "logger=none"))  # in this process: only the scoring is under test
-    checkpoint = tmp_path / "out" / "checkpoints" / "last.ckpt"
-    printed = {}
-    for trainer in ("cpu", "ddp_cpu"):
-        result = run_aigc(
-            tmp_path,
-            f"ckpt_path={checkpoint}",
-            f"trainer={trainer}",
-            "metrics.num_samples=300",
-            "metrics.num_prompts=6",
-            module="aigc.evaluate",
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        printed[trainer] = dict(line.split(" = ") for line in result.stdout.splitlines() if " = " in line)
-    for name in scores:
-        assert float(printed["ddp_cpu"][name]) == pytest.approx(float(printed["cpu"][name]), rel=1e-5), name

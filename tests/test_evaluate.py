@@ -1,29 +1,44 @@
-"""`python -m aigc.evaluate` scores a trained model and logs into its run."""
+"""`python -m aigc.evaluate` scores every model family: a run's checkpoint, logged into that run,
+and a model as configured, logged as a new run. In-process, on the real configs, with tiny limits."""
 
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import client_for, only_run, run_aigc
+from aigc.evaluate import evaluate
+from aigc.jobs.training import train
+from tests.conftest import MODELS, all_runs, client_for, composed, model_overrides, uses_images
 
-pytestmark = pytest.mark.slow
+SCORED_QUICKLY = ["metrics.num_samples=20", "metrics.inception=false", "metrics.num_prompts=2"]
 
 
-def test_evaluate_logs_test_metrics_into_the_trained_run(tmp_path: Path):
-    trained = run_aigc(tmp_path, "model=vae", "debug=fast", "data.download=false", "metrics.inception=false")
-    assert trained.returncode == 0, trained.stderr[-2000:]
+def evaluate_here(folder: Path, *overrides: str) -> dict[str, float]:
+    """What `python -m aigc.evaluate <overrides>` does, run in `folder`."""
+    with composed("evaluate", folder, *overrides) as cfg:
+        return evaluate(cfg)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_family_is_scored_from_its_run_and_as_configured(compose_cfg, tmp_path, model):
+    family = model_overrides(model) + (["data.download=false"] if uses_images(model) else [])
+    cfg = compose_cfg(*family, *SCORED_QUICKLY, "debug=fast", "trainer.max_epochs=1")
+    train(cfg)
     client = client_for(tmp_path)
-    run_id = only_run(client).info.run_id
+    (trained,) = all_runs(client)
+    measure = cfg.objective.metric.replace("val/", "test/")  # what the family is judged by, at test
 
-    result = run_aigc(tmp_path, f"run_id={run_id}", "metrics.num_samples=300", module="aigc.evaluate")
-    assert result.returncode == 0, result.stderr[-2000:]
-    run = only_run(client)  # logged into the same run, not a new one
-    assert run.info.status == "FINISHED"
-    assert {"test/fid_mnist", "test/is_mnist", "test/elbo"} <= set(run.data.metrics)
-    assert run.data.tags["metrics.images.num_samples"] == "300"
+    scores = evaluate_here(tmp_path, f"run_id={trained.info.run_id}", *SCORED_QUICKLY, "+trainer.limit_test_batches=2")
+    run = client.get_run(trained.info.run_id)
+    assert measure in scores and run.data.metrics[measure] == pytest.approx(scores[measure])
+    assert run.info.status == "FINISHED" and run.info.end_time == trained.info.end_time  # as it ended before
+
+    evaluate_here(tmp_path, *family, *SCORED_QUICKLY, "+trainer.limit_test_batches=2")
+    (configured,) = [run for run in all_runs(client) if run.info.run_id != trained.info.run_id]
+    assert configured.data.tags["aigc.task"] == "evaluate" and configured.info.status == "FINISHED"
+    assert measure in configured.data.metrics
+    assert configured.info.experiment_id == trained.info.experiment_id  # beside the trained runs
 
 
 def test_evaluate_without_a_model_says_what_to_pass(tmp_path: Path):
-    result = run_aigc(tmp_path, module="aigc.evaluate")
-    assert result.returncode == 1
-    assert "run_id=<mlflow run id>, ckpt_path=<checkpoint file>, or model=<name> data=<name>" in result.stderr
+    with pytest.raises(ValueError, match=r"run_id=<mlflow run id>, ckpt_path=<checkpoint file>, or model=<name>"):
+        evaluate_here(tmp_path)

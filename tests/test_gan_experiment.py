@@ -4,16 +4,17 @@ import math
 
 import pytest
 
+from aigc.jobs.training import train
 from aigc.trainer.precision import cpu_has_amx
-from tests.conftest import client_for, only_run, run_aigc
+from tests.conftest import client_for, composed, only_run
 
 pytestmark = pytest.mark.slow
 
 
 def test_gan_mnist_trains_in_bfloat16_where_it_pays_and_scores_every_fifth_epoch_and_the_last(tmp_path):
     steps_per_epoch, epochs = 3, 6  # debug=fast: 3 batches an epoch
-    result = run_aigc(tmp_path, "experiment=gan_mnist", "debug=fast", f"trainer.max_epochs={epochs}")
-    assert result.returncode == 0, result.stderr[-3000:]
+    with composed("train", tmp_path, "experiment=gan_mnist", "debug=fast", f"trainer.max_epochs={epochs}") as cfg:
+        train(cfg)
     client = client_for(tmp_path)
     run = only_run(client)
     assert run.info.status == "FINISHED"

@@ -135,14 +135,15 @@ def test_real_digits_score_near_the_floor_and_noise_far_from_it(digits, tmp_path
 
 
 def test_fid_after_a_change_of_inception_weights_equals_a_fresh_computation(digits, tmp_path, offline_hub):
-    fake, reference = digits["val"][:20], digits["train"][:20]
+    fake, reference = digits["val"][:10], digits["train"][:10]
     first = random_inception_weights(tmp_path / "first.pt", seed=0)
     other = random_inception_weights(tmp_path / "other.pt", seed=1)
     shared, fresh = tmp_path / "cache", tmp_path / "fresh"
-    score_images(fake, reference, "train20", [INCEPTION], shared, inception_weights=first)  # caches first's statistics
-    after_change = score_images(fake, reference, "train20", [INCEPTION], shared, inception_weights=other)
-    assert after_change == score_images(fake, reference, "train20", [INCEPTION], fresh, inception_weights=other)
-    assert len(list(shared.glob("train20-*-stat-fid-*.pt"))) == 2  # one entry per weights
+    fid = {"extractors": [INCEPTION], "measures": ["fid"]}  # the cached statistics are FID's
+    score_images(fake, reference, "train10", cache_dir=shared, inception_weights=first, **fid)  # caches first's
+    after_change = score_images(fake, reference, "train10", cache_dir=shared, inception_weights=other, **fid)
+    assert after_change == score_images(fake, reference, "train10", cache_dir=fresh, inception_weights=other, **fid)
+    assert len(list(shared.glob("train10-*-stat-fid-*.pt"))) == 2  # one entry per weights
 
 
 def test_inception_weights_that_are_not_a_state_dict_are_refused_before_torch_fidelity_opens_them(digits, tmp_path):

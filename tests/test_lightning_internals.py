@@ -1,4 +1,4 @@
-"""The Lightning internals aigc relies on (aigc/lightning_internals.py) are where we expect them:
+"""The Lightning internals aigc relies on (aigc/trainer/internals.py) are where we expect them:
 a Lightning upgrade that moves one fails here, by name, not in the middle of someone's run."""
 
 import lightning as L
@@ -19,7 +19,7 @@ def test_the_mlflow_logger_has_what_our_logger_extends(tmp_path):
 def test_the_ddp_strategy_has_what_ours_hooks_into():
     strategy = DDPStrategy(process_group_backend="gloo")
     missing = [name for name in lightning_internals.DDP_STRATEGY if not hasattr(strategy, name)]
-    assert missing == [], f"Lightning's DDPStrategy no longer has {missing}: update aigc/distributed.py"
+    assert missing == [], f"Lightning's DDPStrategy no longer has {missing}: update aigc/trainer/distributed.py"
 
 
 def test_the_model_checkpoint_has_what_ours_calls():

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,11 +21,12 @@ from hydra.core.global_hydra import GlobalHydra
 from mlflow.entities import LoggedModelStatus
 from PIL import Image
 
+from aigc.jobs.training import train
 from aigc.sample import sample
 from aigc.serving.generator import Generator
 from aigc.serving.pyfunc import MAX_IMAGES, generate
-from aigc.tracking.store.models import download_weights, model_of_run
-from tests.conftest import CONF_DIR, all_runs, client_for, free_port, run_aigc, user_env
+from aigc.serving.registry import download_weights, model_of_run, register
+from tests.conftest import CONF_DIR, all_runs, client_for, composed, free_port, run_aigc, user_env
 
 # one worker trains the module's two runs (pytest -n 2 --dist loadgroup), not each
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained_models")]
@@ -35,12 +36,14 @@ LANGUAGE_MODEL = ("model=transformer", "data=pydocs", "debug=fast")
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, str, str]:
-    """(folder, GAN run id, language model run id): two short runs in one store."""
+    """(folder, GAN run id, language model run id): two short runs in one store, the GAN's a
+    command of its own, the language model's trained in this process."""
     folder = tmp_path_factory.mktemp("models")
-    for overrides in (GAN, LANGUAGE_MODEL):
-        result = run_aigc(folder, *overrides)
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert "MLflow model runs:/" in result.stdout and " MB, " in result.stdout  # its size and time, printed
+    result = run_aigc(folder, *GAN)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MLflow model runs:/" in result.stdout and " MB, " in result.stdout  # its size and time, printed
+    with composed("train", folder, *LANGUAGE_MODEL) as cfg:
+        train(cfg)
     client = client_for(folder)
     runs = {run.data.params["model._target_"].rsplit(".", 1)[-1]: run.info.run_id for run in all_runs(client)}
     return folder, runs["GAN"], runs["LanguageModel"]
@@ -108,20 +111,40 @@ def test_the_model_loads_in_a_fresh_process_and_a_seed_fixes_its_output(trained,
     assert text["value"][0] == expected
 
 
-def serve(folder: Path, uri: str, port: int, cwd: Path) -> subprocess.Popen:
+def serve(folder: Path, uri: str, cwd: Path, taken: set[int], attempts: int = 3) -> tuple[subprocess.Popen, int]:
+    """`mlflow models serve` on a port of its own, answering, and the port it listens on.
+
+    A port probed free can be bound by another process before the server binds it, and two
+    probes can return one port. The server then fails to bind while another process answers on
+    that port: once another model's server, whose schema refused these requests with HTTP 400.
+    So a port counts as the server's only when the server itself says it listens there; if
+    it can't bind, it is started again on another port."""
     # as from an activated venv (or `make serve`): mlflow starts uvicorn from the PATH
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     env = user_env({"MLFLOW_TRACKING_URI": store(folder), "PATH": path})
     command = ["mlflow", "models", "serve", "-m", uri, "--env-manager", "local", "--host", "127.0.0.1"]
-    return subprocess.Popen(
-        [sys.executable, "-m", *command, "--port", str(port)],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: its server workers go down with it
-    )
+    for _ in range(attempts):
+        port = next(port for port in iter(free_port, None) if port not in taken)
+        server = subprocess.Popen(
+            [sys.executable, "-m", *command, "--port", str(port)],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group: its server workers go down with it
+        )
+        said = []
+        for line in server.stderr:  # until uvicorn says where it listens, or the process ends
+            said.append(line)
+            if f"Uvicorn running on http://127.0.0.1:{port}" in line:
+                threading.Thread(target=server.stderr.read, daemon=True).start()  # drain: never block the server
+                taken.add(port)
+                return server, port
+        server.wait(timeout=30)
+        if "address already in use" not in "".join(said):
+            pytest.fail(f"mlflow models serve did not start: {''.join(said)[-3000:]}")
+    pytest.fail(f"mlflow models serve found no free port in {attempts} attempts")
 
 
 def invoke(port: int, rows: list[dict], params: dict) -> list:
@@ -137,25 +160,14 @@ def invoke(port: int, rows: list[dict], params: dict) -> list:
         raise AssertionError(f"{error}: {error.read().decode(errors='replace')[-4000:]}") from None
 
 
-def wait_until_up(server: subprocess.Popen, port: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).close()
-            return
-        except (urllib.error.URLError, ConnectionError):
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow models serve did not start: {server.stderr.read()[-3000:]}")
-            time.sleep(0.5)
-
-
 def test_mlflow_models_serve_answers_for_an_image_and_a_language_model(trained, tmp_path):
     folder, gan, language_model = trained
-    ports = {gan: free_port(), language_model: free_port()}
-    servers = [serve(folder, f"runs:/{run_id}/model", port, tmp_path) for run_id, port in ports.items()]
+    servers, ports, taken = [], {}, set()
     try:
-        for server, port in zip(servers, ports.values(), strict=True):
-            wait_until_up(server, port)
+        for run_id in (gan, language_model):
+            server, ports[run_id] = serve(folder, f"runs:/{run_id}/model", tmp_path, taken)
+            servers.append(server)
+        urllib.request.urlopen(f"http://127.0.0.1:{ports[language_model]}/ping", timeout=10).close()
         images = invoke(ports[gan], [{"num_samples": 2}], {"seed": 5})
         assert np.asarray(images).shape == (2, 28, 28, 1)
         assert images == invoke(ports[gan], [{"num_samples": 2}], {"seed": 5})
@@ -186,10 +198,8 @@ def test_a_registered_alias_serves_aigc_sample_and_a_run_registers_itself(traine
     assert client.get_model_version_by_alias("pydocs-gpt", "champion").run_id == language_model
     assert client.get_model_version_by_alias("gan-of-a-run", "champion").run_id == gan  # register= at the run's end
 
-    text = run_aigc(
-        folder, "model_uri=models:/pydocs-gpt@champion", "prompt=import", "max_new_tokens=10", module="aigc.sample"
-    )
-    assert text.returncode == 0 and text.stdout.startswith("import"), text.stderr[-2000:]
+    text = sample(sample_cfg(folder, "model_uri=models:/pydocs-gpt@champion", "prompt=import", "max_new_tokens=10"))
+    assert text.startswith("import")
     out = tmp_path / "grid.png"
     grid = run_aigc(
         folder, "model_uri=models:/gan-of-a-run@champion", "num_samples=4", f"out={out}", module="aigc.sample"
@@ -234,13 +244,12 @@ def test_a_run_without_a_model_and_a_store_that_does_not_exist_are_refused(train
     assert result.returncode == 1
     (line,) = [line for line in result.stderr.splitlines() if line.strip()]
     assert f"run {bare} has no MLflow model" in line and "checkpoint=best" in line
-    registered = run_aigc(folder, f"run_id={bare}", "name=x", module="aigc.register")
-    assert registered.returncode == 1 and "has no MLflow model" in registered.stderr
+    with pytest.raises(LookupError, match="has no MLflow model"):
+        register(client, bare, "x")
     missing = tmp_path / "elsewhere"
-    result = run_aigc(
-        tmp_path, "model_uri=models:/x@champion", f"tracking_uri=sqlite:///{missing}", module="aigc.sample"
-    )
-    assert result.returncode == 1 and "no MLflow store" in result.stderr and not (missing / "mlflow.db").exists()
+    with pytest.raises(FileNotFoundError, match="no MLflow store"):
+        sample(sample_cfg(missing, "model_uri=models:/x@champion"))
+    assert not (missing / "mlflow.db").exists()
 
 
 def test_a_request_is_checked_before_anything_is_generated(trained, tmp_path):

@@ -12,9 +12,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from aigc.common.hub import PretrainedUnavailable, load_pretrained
 from aigc.data.tokenizers import PretrainedTokenizer, load_tokenizer
+from aigc.evaluate import evaluate
+from aigc.jobs.training import train
 from aigc.models.nets.pretrained import PretrainedCausalLM
 from aigc.models.pretrained_language_model import PretrainedLanguageModel
-from tests.conftest import all_runs, client_for, run_aigc
+from aigc.sample import sample
+from tests.conftest import all_runs, client_for, composed, run_aigc
 from tests.helpers.tiny_gpt2 import save_tiny_gpt2
 
 TEXT = "def f(x):\n    return x ** 2  # squares ünïcödé"
@@ -90,8 +93,12 @@ def test_without_a_local_copy_or_a_hub_it_stops_at_once_with_the_fix(no_network,
 
 
 @pytest.mark.slow
-def test_fine_tune_on_two_processes_sample_resume_and_score_the_base_model_offline(tmp_path: Path, tiny_gpt2: Path):
+def test_fine_tune_on_two_processes_sample_resume_and_score_the_base_model_offline(
+    tmp_path: Path, tiny_gpt2: Path, monkeypatch
+):
+    """Fine-tuned on 2 processes (a command of its own), then sampled, scored and resumed here."""
     offline = {"HF_HUB_OFFLINE": "1"}
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     folder = tmp_path / "tiny-gpt2"
     shutil.copytree(tiny_gpt2, folder)
     model = ("model=hf_causal_lm", f"model.pretrained={folder}", "data=pydocs")
@@ -109,23 +116,23 @@ def test_fine_tune_on_two_processes_sample_resume_and_score_the_base_model_offli
 
     # the checkpoint holds what sampling needs: the pretrained folder is not
     shutil.rmtree(folder)
-    sample = ("prompt=def", "max_new_tokens=12", "temperature=0")
-    sampled = run_aigc(tmp_path, f"run_id={run.info.run_id}", *sample, module="aigc.sample", env=offline)
-    assert sampled.returncode == 0, sampled.stderr[-2000:]
-    assert sampled.stdout.startswith("def") and len(sampled.stdout.strip()) > 3
+    with composed("sample", tmp_path, f"run_id={run.info.run_id}", "prompt=def", "max_new_tokens=12") as cfg:
+        text = sample(cfg)
+    assert text.startswith("def") and len(text.strip()) > 3
     # scoring rebuilds the data, which needs the tokenizer's folder: a failure leaves the run as it ended
-    failed = run_aigc(tmp_path, f"run_id={run.info.run_id}", module="aigc.evaluate", env=offline)
-    assert failed.returncode == 1 and f"model.pretrained={folder}: no such folder" in failed.stderr
+    with composed("evaluate", tmp_path, f"run_id={run.info.run_id}") as cfg, pytest.raises(PretrainedUnavailable):
+        evaluate(cfg)
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
     shutil.copytree(tiny_gpt2, folder)
 
-    resumed = run_aigc(tmp_path, *model, *lora, "debug=fast", "trainer.max_epochs=3", f"resume={run.info.run_id}")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resume = (*model, *lora, "debug=fast", "trainer.max_epochs=3", f"resume={run.info.run_id}")
+    with composed("train", tmp_path, *resume) as cfg:
+        train(cfg)
     (run,) = all_runs(client)
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val/loss")) == [2, 5, 8]
 
-    scored = run_aigc(tmp_path, *model, "+trainer.limit_test_batches=4", module="aigc.evaluate", env=offline)
-    assert scored.returncode == 0, scored.stderr[-3000:]
+    with composed("evaluate", tmp_path, *model, "+trainer.limit_test_batches=4") as cfg:
+        evaluate(cfg)
     base = next(r for r in all_runs(client) if r.info.run_id != run.info.run_id)
     assert base.info.status == "FINISHED" and base.data.tags["aigc.task"] == "evaluate"
     assert base.info.experiment_id == run.info.experiment_id  # side by side with the fine-tuned run

@@ -15,8 +15,10 @@ from omegaconf import OmegaConf
 
 from aigc.common.stored import NotACheckpoint, UnsafeConfig, check_targets, read_checkpoint
 from aigc.data.tokenizers import CharTokenizer
+from aigc.evaluate import evaluate
+from aigc.jobs.training import train
 from aigc.trainer.checkpoint_io import AtomicCheckpointIO
-from tests.conftest import CONF_DIR, client_for, run_aigc, user_env
+from tests.conftest import CONF_DIR, client_for, composed, run_aigc, user_env
 
 SECRET = "tok-3f9a-SECRET-do-not-log"
 VAE = ("model=vae", "debug=fast", "data.download=false", "metrics.inception=false")
@@ -88,28 +90,34 @@ def test_an_env_secret_never_reaches_the_store_the_artifacts_or_the_checkpoints(
     assert "+extra.token=${oc.env:MY_API_TOKEN}" in run.data.tags["aigc.overrides"]
 
 
+def train_here(folder: Path, *overrides: str) -> None:
+    """What `python -m aigc.run <overrides>` does in ``folder``, in this process."""
+    with composed("train", folder, *overrides) as cfg:
+        train(cfg)
+
+
 @pytest.mark.slow
 def test_a_command_given_a_folder_that_holds_another_runs_checkpoints_is_refused_before_a_run_exists(two_runs):
     taken = Path(two_runs["runs"][0].data.tags["aigc.checkpoints"]).parent
-    result = run_aigc(two_runs["folder"], *VAE, "seed=3", f"hydra.run.dir={taken}")
-    assert result.returncode == 1
-    (line,) = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert f"the checkpoint folder {taken}/checkpoints exists: another run writes there" in line
+    with pytest.raises(FileExistsError, match=f"the checkpoint folder {taken}/checkpoints exists: another run"):
+        train_here(two_runs["folder"], *VAE, "seed=3", f"paths.output_dir={taken}")
     assert len(two_runs["client"].search_runs([two_runs["runs"][0].info.experiment_id])) == 2
 
 
 @pytest.mark.slow
-def test_resume_refuses_checkpoints_that_another_run_wrote(two_runs):
+def test_resume_refuses_checkpoints_that_another_run_wrote(two_runs, capsys):
     first, second = two_runs["runs"]
     client = two_runs["client"]
     client.set_tag(
         second.info.run_id, "aigc.checkpoints", first.data.tags["aigc.checkpoints"]
     )  # as a shared folder left it
-    result = run_aigc(two_runs["folder"], *VAE, "seed=2", f"resume={second.info.run_id}")
-    client.set_tag(second.info.run_id, "aigc.checkpoints", second.data.tags["aigc.checkpoints"])
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"it belongs to run {first.info.run_id}, not {second.info.run_id}" in result.stdout
-    assert f"Resume: from {two_runs['folder']}" in result.stdout and "resumed_from" in result.stdout
+    try:
+        train_here(two_runs["folder"], *VAE, "seed=2", f"resume={second.info.run_id}")
+    finally:
+        client.set_tag(second.info.run_id, "aigc.checkpoints", second.data.tags["aigc.checkpoints"])
+    printed = capsys.readouterr().out
+    assert f"it belongs to run {first.info.run_id}, not {second.info.run_id}" in printed
+    assert f"Resume: from {two_runs['folder']}" in printed and "resumed_from" in printed
 
 
 @pytest.fixture
@@ -145,7 +153,7 @@ def test_a_checkpoint_that_does_not_fit_on_the_disk_leaves_the_previous_one_whol
 
 
 @pytest.mark.slow
-def test_resume_skips_a_last_ckpt_truncated_by_a_full_disk(two_runs, small_disk):
+def test_resume_skips_a_last_ckpt_truncated_by_a_full_disk(two_runs, small_disk, capsys):
     run = two_runs["runs"][1]
     folder = Path(run.data.tags["aigc.checkpoints"])
     (best,) = folder.glob("best-*.ckpt")
@@ -161,13 +169,14 @@ def test_resume_skips_a_last_ckpt_truncated_by_a_full_disk(two_runs, small_disk)
         read_checkpoint(small_tmpfs / "last.ckpt")
     client = two_runs["client"]
     client.set_tag(run.info.run_id, "aigc.checkpoints", str(small_tmpfs))
+    capsys.readouterr()
     try:
-        result = run_aigc(two_runs["folder"], *VAE, "seed=2", f"resume={run.info.run_id}")
+        train_here(two_runs["folder"], *VAE, "seed=2", f"resume={run.info.run_id}")
     finally:
         client.set_tag(run.info.run_id, "aigc.checkpoints", str(folder))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"Resume: skipping {small_tmpfs}/last.ckpt is truncated or corrupt" in result.stdout
-    assert f"Resume: from {small_tmpfs}/{best.name}" in result.stdout
+    printed = capsys.readouterr().out
+    assert f"Resume: skipping {small_tmpfs}/last.ckpt is truncated or corrupt" in printed
+    assert f"Resume: from {small_tmpfs}/{best.name}" in printed
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
 
 
@@ -265,20 +274,18 @@ def test_read_checkpoint_says_what_is_wrong_with_a_file(tmp_path):
 def test_errors_name_the_file_and_what_is_wrong(two_runs, tmp_path):
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(os.urandom(4096))
-    result = run_aigc(tmp_path, f"ckpt_path={garbage}", module="aigc.evaluate")
-    assert result.returncode == 1
-    assert f"{garbage} is not a checkpoint" in result.stderr and "weights_only=False" not in result.stderr
+    with composed("evaluate", tmp_path, f"ckpt_path={garbage}") as cfg, pytest.raises(NotACheckpoint) as refused:
+        evaluate(cfg)
+    assert f"{garbage} is not a checkpoint" in str(refused.value) and "weights_only" not in str(refused.value)
 
     # a valid checkpoint whose run lives in another store
     checkpoint = Path(two_runs["runs"][0].data.tags["aigc.checkpoints"]) / "last.ckpt"
     other_store = tmp_path / "other"
     other_store.mkdir()
     client_for(other_store).search_experiments()  # creates the (empty) store
-    result = run_aigc(other_store, f"ckpt_path={checkpoint}", module="aigc.evaluate")
-    assert result.returncode == 1
+    with composed("evaluate", other_store, f"ckpt_path={checkpoint}") as cfg, pytest.raises(LookupError) as missing:
+        evaluate(cfg)
     run_id = two_runs["runs"][0].info.run_id
-    assert (
-        f"MLflow run {run_id} (named by {checkpoint}) is not in the store sqlite:///{other_store}/mlflow.db"
-        in result.stderr
+    assert f"MLflow run {run_id} (named by {checkpoint}) is not in the store sqlite:///{other_store}/mlflow.db" in str(
+        missing.value
     )
-    assert "unreachable" not in result.stderr

@@ -10,10 +10,12 @@ from mlflow import MlflowClient
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from aigc.callbacks import NonFiniteLossError
+from aigc.jobs.training import train
 from aigc.tracking.run.lifecycle import tracked_run
 from aigc.tracking.run.logger import MLflowLogger
 from aigc.tracking.run.signals import RunInterrupted
-from tests.conftest import all_runs, client_for, interrupt_when, only_run, run_aigc, start_aigc
+from tests.conftest import all_runs, client_for, composed, interrupt_when, only_run, run_aigc, start_aigc
 
 pytestmark = pytest.mark.slow
 FAST = ("debug=fast", "data.download=false")
@@ -34,12 +36,10 @@ def test_exception_leaves_run_failed_with_one_clear_line(tmp_path: Path):
 
 
 def test_non_finite_loss_stops_training_and_fails_the_run(tmp_path: Path):
-    result = run_aigc(
-        tmp_path, *FAST, "+callbacks.poison._target_=failures.PoisonWeightsAtBatch", "+callbacks.poison.batch=1"
-    )
-    assert result.returncode == 1
-    assert "NonFiniteLossError: train/loss_g is nan" in result.stderr
-    assert "lower the learning rate" in result.stderr
+    poison = ("+callbacks.poison._target_=tests.helpers.failures.PoisonWeightsAtBatch", "+callbacks.poison.batch=1")
+    with composed("train", tmp_path, *FAST, *poison) as cfg, pytest.raises(NonFiniteLossError) as stopped:
+        train(cfg)
+    assert "train/loss_g is nan" in str(stopped.value) and "lower the learning rate" in str(stopped.value)
     client = client_for(tmp_path)
     run = only_run(client)
     assert run.info.status == "FAILED"
@@ -73,11 +73,13 @@ def test_unreachable_tracking_server_fails_before_training(tmp_path: Path):
     assert time.monotonic() - started < 60
 
 
-def test_tracking_uri_from_environment_is_used(tmp_path: Path):
+def test_tracking_uri_from_environment_is_used(tmp_path: Path, monkeypatch):
     store = tmp_path / "team" / "store.db"
-    result = run_aigc(tmp_path, *FAST, "trainer.max_epochs=1", env={"MLFLOW_TRACKING_URI": f"sqlite:///{store}"})
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert store.exists() and not (tmp_path / "mlflow.db").exists()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    with composed("train", tmp_path, *FAST, "trainer.max_epochs=1", "metrics.inception=false") as cfg:
+        train(cfg)
+    assert only_run(MlflowClient(f"sqlite:///{store}")).info.status == "FINISHED"
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_ctrl_c_in_the_middle_of_a_store_write_still_ends_the_run_killed(tmp_path: Path):

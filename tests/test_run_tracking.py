@@ -27,6 +27,15 @@ def test_run_finishes_and_says_where_it_is(finished_run):
     assert f"mlflow ui --backend-store-uri sqlite:///{cwd}/mlflow.db" in result.stdout
 
 
+def test_the_console_shows_each_line_once_and_none_of_the_libraries_noise(finished_run):
+    _, result, *_ = finished_run
+    console = result.stdout + result.stderr
+    for noise in ("litlogger", "available: False", "LeafSpec", "system_metrics", "Creating initial MLflow database"):
+        assert noise not in console, noise
+    assert console.count("`Trainer.fit` stopped") == 1  # Lightning's own handler, not Hydra's too
+    assert console.count("MLflow model runs:/") == 1
+
+
 def test_params_are_the_flattened_resolved_config(finished_run):
     *_, run = finished_run
     params = run.data.params

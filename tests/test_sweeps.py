@@ -12,8 +12,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from omegaconf import OmegaConf
 
+from aigc.tracking.run.sweep import SweepRun
 from hydra_plugins.aigc_optuna_sweeper.optuna_sweeper import search_space
-from tests.conftest import all_runs, client_for, interrupt_when, run_aigc, start_aigc
+from tests.conftest import all_runs, client_for, composed, interrupt_when, run_aigc, start_aigc
 
 # a GPT trial of a few batches on pydocs (ships with Python)
 LM_TRIAL = ("debug=fast",)
@@ -288,13 +289,19 @@ def test_two_sweeps_at_once_on_a_new_store_lose_nothing(tmp_path: Path):
     assert not client.search_runs(["0"])  # nothing filed in Default
 
 
-def test_sweep_with_an_unreachable_server_stops_before_any_job(tmp_path: Path):
-    result = run_aigc(
-        tmp_path, "-m", "model=vae", "model.beta=1,2", "logger.mlflow.tracking_uri=http://127.0.0.1:9", timeout=120
-    )
-    assert result.returncode == 1
-    assert "Error: MLflow tracking server http://127.0.0.1:9 is unreachable" in result.stderr
-    assert "Launching" not in result.stdout + result.stderr
+def sweep_starts_here(folder: Path, capsys, *overrides: str) -> str:
+    """What the sweep's MLflow callback does when `python -m aigc.run -m <overrides>` starts, before
+    any job: here it must stop the command. Returns what it printed on stderr."""
+    capsys.readouterr()
+    with composed("train", folder, *overrides) as cfg, pytest.raises(SystemExit) as stopped:
+        SweepRun().on_multirun_start(cfg)
+    assert stopped.value.code == 1
+    return capsys.readouterr().err
+
+
+def test_sweep_with_an_unreachable_server_stops_before_any_job(tmp_path: Path, capsys):
+    printed = sweep_starts_here(tmp_path, capsys, "model=vae", "logger.mlflow.tracking_uri=http://127.0.0.1:9")
+    assert "Error: MLflow tracking server http://127.0.0.1:9 is unreachable" in printed
 
 
 @pytest.mark.parametrize(
@@ -304,9 +311,8 @@ def test_sweep_with_an_unreachable_server_stops_before_any_job(tmp_path: Path):
         ("hydra.sweeper.storage=sqlite:////nonexistent/optuna.db", "the study's database can't be opened"),
     ],
 )
-def test_a_bad_sweeper_config_stops_in_one_line_before_any_run(tmp_path: Path, override: str, message: str):
-    result = run_aigc(tmp_path, "-m", "hparams_search=transformer_optuna", *LM_TRIAL, override, timeout=120)
-    assert result.returncode == 1
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+def test_a_bad_sweeper_config_stops_in_one_line_before_any_run(tmp_path: Path, capsys, override: str, message: str):
+    printed = sweep_starts_here(tmp_path, capsys, "hparams_search=transformer_optuna", *LM_TRIAL, override)
+    errors = [line for line in printed.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and errors[0].startswith("Error: hydra.sweeper: ") and message in errors[0]
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "optuna.db").exists()

@@ -1,10 +1,10 @@
 """Text data: corpora, tokenizers and the windows a language model trains on.
 
 Nothing here reaches the network: sockets are blocked, so tiny-shakespeare's download is
-exercised up to its error; the real text comes from ../shared/data and pydoc_data.
+exercised up to its error; real text comes from pydoc_data, and a stand-in for tiny-shakespeare
+(its length and its 65 characters) is built by the tests.
 """
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,11 +13,19 @@ from hydra.utils import instantiate
 from lightning import seed_everything
 from omegaconf.errors import MissingMandatoryValue
 
-from aigc.data.corpora import PyDocs, TextFile, TinyShakespeare
+from aigc.data.corpora import TINY_SHAKESPEARE_CHARS, PyDocs, TextFile, TinyShakespeare
 from aigc.data.text import TextDataModule
 from aigc.data.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
 
-SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+# tiny-shakespeare's 65 characters (nanoGPT's shakespeare_char vocabulary) and its length
+SHAKESPEARE_CHARACTERS = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def shakespeare_stand_in(folder: Path) -> Path:
+    """A file with tiny-shakespeare's length and characters, in its place under ``folder``."""
+    path = folder / TinyShakespeare.filename
+    path.write_text((SHAKESPEARE_CHARACTERS * (TINY_SHAKESPEARE_CHARS // 65 + 1))[:TINY_SHAKESPEARE_CHARS])
+    return path
 
 
 pytestmark = pytest.mark.usefixtures("no_network")
@@ -143,9 +151,8 @@ def test_shakespeare_offline_error_is_one_line_naming_the_fix(tmp_path):
     assert not any(tmp_path.iterdir())  # nothing half-written
 
 
-@pytest.mark.skipif(not SHAKESPEARE.is_file(), reason="needs ../shared/data/tinyshakespeare.txt")
 def test_shakespeare_from_data_dir_splits_like_nanogpt(tmp_path):
-    shutil.copy(SHAKESPEARE, tmp_path / "tinyshakespeare.txt")
+    shakespeare_stand_in(tmp_path)
     datamodule = TextDataModule(TinyShakespeare(str(tmp_path)), CharTokenizer())
     datamodule.prepare_data()
     datamodule.setup()
@@ -179,7 +186,8 @@ def test_text_configs_compose_and_instantiate(compose_cfg, tmp_path):
     datamodule = instantiate(compose_cfg("data=shakespeare").data, _convert_="all")
     assert datamodule.corpus.data_dir == tmp_path / "data" and datamodule.corpus.path is None
 
-    datamodule = instantiate(compose_cfg("data=text", f"data.path={SHAKESPEARE}").data, _convert_="all")
-    assert datamodule.corpus.path == SHAKESPEARE
+    text_file = shakespeare_stand_in(tmp_path)
+    datamodule = instantiate(compose_cfg("data=text", f"data.path={text_file}").data, _convert_="all")
+    assert datamodule.corpus.path == text_file
     with pytest.raises(MissingMandatoryValue, match="data.path"):
         instantiate(compose_cfg("data=text").data, _convert_="all")

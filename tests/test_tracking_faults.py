@@ -16,9 +16,11 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import RunTag
 
+from aigc import runs
 from aigc.common.tags import HEARTBEAT as HEARTBEAT_TAG
+from aigc.jobs.training import train
 from aigc.tracking.store.liveness import lost, reap
-from tests.conftest import MlflowServer, all_runs, client_for, free_port, only_run, run_aigc, user_env
+from tests.conftest import MlflowServer, all_runs, client_for, composed, free_port, only_run, run_aigc, user_env
 
 pytestmark = pytest.mark.slow
 VAE = ("model=vae", "debug=fast", "data.download=false", "metrics.inception=false")
@@ -140,16 +142,15 @@ def test_ctrl_c_during_an_outage_exits_130_within_seconds_and_sync_ends_the_run_
         server.stop()
 
 
-def test_an_unwritable_artifact_store_ends_a_failing_run_failed_not_running(tmp_path: Path):
+def test_an_unwritable_artifact_store_ends_a_failing_run_failed_not_running(tmp_path: Path, capsys):
     (tmp_path / "mlartifacts").write_text("a file where the artifact folder should be")
-    result = run_aigc(tmp_path, *VAE, "+callbacks.fail._target_=failures.RaiseAtBatch", "+callbacks.fail.batch=4")
-    assert result.returncode == 1
-    assert len([line for line in result.stderr.splitlines() if line.startswith("Error:")]) == 1
-    assert "injected failure" in result.stderr and "Traceback" not in result.stderr
+    fail = ("+callbacks.fail._target_=tests.helpers.failures.RaiseAtBatch", "+callbacks.fail.batch=4")
+    with composed("train", tmp_path, *VAE, *fail) as cfg, pytest.raises(RuntimeError, match="injected failure"):
+        train(cfg)
     run = only_run(client_for(tmp_path))
     assert run.info.status == "FAILED"
     assert "train/loss" in run.data.metrics  # metrics went through; the artifacts wait in the spool
-    assert "writes are spooled" in result.stderr
+    assert "writes are spooled" in capsys.readouterr().err
 
 
 def test_a_full_disk_ends_the_run_failed_in_one_line(tmp_path: Path):
@@ -169,7 +170,7 @@ def test_a_full_disk_ends_the_run_failed_in_one_line(tmp_path: Path):
     assert only_run(client_for(tmp_path)).info.status == "FAILED"
 
 
-def test_a_sigkilled_run_is_reaped_by_its_heartbeat_and_can_still_resume(tmp_path: Path):
+def test_a_sigkilled_run_is_reaped_by_its_heartbeat_and_can_still_resume(tmp_path: Path, capsys):
     command = (*VAE, "trainer.max_epochs=3", "logger.mlflow.heartbeat_s=1")
     killed = run_aigc(
         tmp_path,
@@ -183,20 +184,15 @@ def test_a_sigkilled_run_is_reaped_by_its_heartbeat_and_can_still_resume(tmp_pat
     run_id = only_run(client).info.run_id
     assert only_run(client).info.status == "RUNNING"  # SIGKILL: nothing in the process could end it
     time.sleep(2)
-    reaped = subprocess.run(
-        [sys.executable, "-m", "aigc.runs", "reap", "--after", "1"],
-        cwd=tmp_path,
-        env=user_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert reaped.returncode == 0 and "Reaped 1 runs" in reaped.stdout, reaped.stderr
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as reaped:  # python -m aigc.runs reap --after 1
+        runs.main(["reap", "--after", "1", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"])
+    assert reaped.value.code == 0 and "Reaped 1 runs" in capsys.readouterr().out
     run = client.get_run(run_id)
     assert run.info.status == "FAILED" and run.data.tags["aigc.end"] == "lost"
 
-    resumed = run_aigc(tmp_path, *command, f"resume={run_id}")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    with composed("train", tmp_path, *command, f"resume={run_id}") as cfg:
+        train(cfg)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and "aigc.end" not in run.data.tags
 

@@ -4,8 +4,9 @@ them) and put back when the run ends.
 
 ``highest`` (torch's default) computes float32 products in float32; ``high`` lets NVIDIA GPUs
 from Ampere on use TF32 (what nanoGPT sets); ``medium`` also lets a CPU with AMX compute them in
-bf16 through oneDNN, with float32 accumulation: 2.3x faster products on such a CPU, the
-rounding of bf16 on their inputs (``torch.set_float32_matmul_precision``).
+bf16 through oneDNN, with float32 accumulation: faster products on such a CPU
+(``experiments/gpt_kernels.md``), with bf16's rounding of their inputs
+(``torch.set_float32_matmul_precision``).
 """
 
 from typing import Literal

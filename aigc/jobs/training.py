@@ -43,7 +43,7 @@ def train(cfg: DictConfig) -> float | None:
     (a bad config, missing data, an unreachable store) stops before any run exists."""
     validate(cfg)
     if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is a param of the run
     job = build_training(cfg)
     if (twin := job.tracker.finished_twin()) is not None:
         print(f"This job finished before in the same sweep (MLflow run {twin.info.run_id}): not run again")

@@ -18,9 +18,9 @@ from aigc.models.training_log import TrainingLog
 
 
 class GAN(LightningModule):
-    # Each of the two backward passes per batch goes through one net only (aigc/distributed.py).
+    # Each of the two backward passes per batch goes through one net only (aigc/trainer/distributed.py).
     ddp_find_unused_parameters = True
-    # trainer.precision=auto: conv nets train 1.6x faster in bf16 on a CPU with AMX (aigc/precision.py)
+    # trainer.precision=auto: conv nets train faster in bf16 on a CPU with AMX (experiments/precision.md)
     faster_in_bf16_on_cpu = True
 
     def __init__(

@@ -103,7 +103,7 @@ class LanguageModel(LightningModule):
     """
 
     # trainer.precision=auto keeps float32 on a CPU: there the default GPT (0.8M parameters) runs
-    # 1.25x slower in bf16 and the LSTM only 1.1x faster (aigc/precision.py, experiments/precision.md)
+    # slower in bf16 and the LSTM hardly faster (experiments/precision.md)
     faster_in_bf16_on_cpu = False
 
     def __init__(

@@ -1,12 +1,12 @@
 """Training values logged for a fraction of what ``self.log`` at every step costs.
 
-Each ``self.log`` call costs Lightning about 0.2 ms of bookkeeping, and logging a value both
-per step and per epoch is two calls: six for a VAE's three losses, several percent of a small
-model's step. The loggers write step values only every ``log_every_n_steps`` anyway. So here a
-step's values are logged (one ``log_dict``) only on the steps Lightning writes, which gives the
-same points, and each value's epoch mean is kept as a running sum and logged once when the
-epoch ends, as ``<name>_epoch`` (the mean over every process's batches under DDP).
-"""
+Each ``self.log`` call costs Lightning a fraction of a millisecond of bookkeeping, and logging a
+value both per step and per epoch is two calls: six for a VAE's three losses, several percent of
+a small model's step (``experiments/bare_loop.md``). The loggers write step values only every
+``log_every_n_steps`` anyway. So here a step's values are logged (one ``log_dict``) only on the
+steps Lightning writes, which gives the same points, and each value's epoch mean is kept as a
+running sum and logged once when the epoch ends, as ``<name>_epoch`` (the mean over every
+process's batches under DDP)."""
 
 import torch
 

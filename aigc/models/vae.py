@@ -27,7 +27,7 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 class VAE(LightningModule):
-    # trainer.precision=auto: conv nets train 1.2x faster in bf16 on a CPU with AMX (aigc/precision.py)
+    # trainer.precision=auto: conv nets train faster in bf16 on a CPU with AMX (experiments/precision.md)
     faster_in_bf16_on_cpu = True
 
     def __init__(

@@ -1,19 +1,19 @@
-"""MLflow tracking: the logger, what a run records, and how a run ends.
+"""MLflow tracking: the logger, what a run records, how a run ends, and the store beneath it.
 
-Only this package, the entry points and ``aigc.serving.pyfunc`` (a run's model as an MLflow pyfunc
-model) talk to MLflow; models log through
-Lightning's ``self.log`` and callbacks through the logger's duck-typed
-``log_image`` (the same signature as Lightning's ``WandbLogger.log_image``).
-Tag names are in ``aigc.common.tags``. Nothing is re-exported here: importing the package stays free of
-Lightning and MLflow (``aigc.run`` answers ``--help`` without them).
+Only this package, the commands and ``aigc.serving`` (a run's model as an MLflow model) talk to
+MLflow; models log through Lightning's ``self.log`` and callbacks through the logger's
+duck-typed ``log_image`` (the same signature as Lightning's ``WandbLogger.log_image``). Tag
+names are in ``aigc.common.tags``. Nothing is re-exported here: importing the package stays
+free of Lightning and MLflow (``aigc.run`` answers ``--help`` without them).
 
-In three layers, each importing only from those below it (``tests/test_layers.py`` keeps it so):
+In three layers (README's Layout table, enforced by ``tests/test_layers.py``):
 
-- ``reports`` (the compare report: tables and plots over finished runs);
-- ``run/``: a run while it trains: ``logger`` (Lightning's logger, extended), ``record`` (what it
-  records), ``model`` (its MLflow model), ``lifecycle`` (how it ends), ``resume``, ``signals``
-  (Ctrl-C never inside a write), ``sweep`` (a sweep's parent run);
-- ``store/``: ``client`` (the one way to open a store: ``open_store``), ``spool`` (writes that
-  never hold up training), ``liveness`` (heartbeats, reaping), ``checkpoints`` (a run's
-  checkpoint artifacts), ``models`` (runs' MLflow models: model URIs, the registry).
+- ``reports``: the compare report, tables and plots over finished runs;
+- ``run/``: a run while it trains: ``tracker`` (what training says to the store, in order),
+  ``logger`` (Lightning's logger, extended), ``record`` (what a run records), ``lifecycle`` (how
+  it ends), ``resume``, ``signals`` (Ctrl-C never inside a write), ``sweep`` (a sweep's parent
+  run), ``system_metrics``;
+- ``store/``: ``client`` (the one way to open a store), ``writer`` (writes that never hold up
+  training), ``journal`` (what the store did not take, and its replay), ``codec`` (a write as
+  JSON), ``liveness`` (heartbeats, reaping), ``checkpoints`` (a run's checkpoint artifacts).
 """

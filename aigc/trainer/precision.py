@@ -6,9 +6,9 @@ and CPUs with AMX (Intel Sapphire Rapids and later, flag ``amx_bf16``). On other
 autocast converts on every op and runs slower than float32, so ``auto`` keeps 32-true there.
 On an AMX CPU it also asks the model: small matrices don't repay autocast's casts, so a
 LightningModule that runs slower in bf16 on a CPU says so with the class attribute
-``faster_in_bf16_on_cpu = False`` (measured by ``experiments/precision.py``: the conv nets run
-1.2-1.6x faster, the default 0.8M-parameter GPT 1.25x slower). The choice and its reason are
-the run's tag ``aigc.precision``.
+``faster_in_bf16_on_cpu = False`` (a trait: ``aigc.common.capabilities.Traits``; measured by
+``experiments/precision.py``: the conv nets run faster, the default 0.8M-parameter GPT slower).
+The choice and its reason are the run's tag ``aigc.precision``.
 """
 
 from pathlib import Path

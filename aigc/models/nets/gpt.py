@@ -81,7 +81,7 @@ class CausalSelfAttention(nn.Module):
 
 def _attention_kernel(device: torch.device):
     """SDPA's math kernel where float32 products run in bf16 on a CPU (float32 matmul precision
-    ``medium``): there the CPU flash kernel turns 2x slower, while the math kernel's products gain
+    ``medium``): there the CPU flash kernel turns slower, while the math kernel's products gain
     (experiments/gpt_kernels.md). Otherwise SDPA's own choice."""
     if device.type == "cpu" and torch.backends.mkldnn.matmul.fp32_precision == "bf16":
         return sdpa_kernel(SDPBackend.MATH)

@@ -77,6 +77,22 @@ class MLflowLogger(MLFlowLogger):
         self._logged_until: dict[str, int] = {}
 
     @property
+    def experiment(self) -> MlflowClient:
+        """Lightning's client of the store, without its side effect: Lightning points the whole
+        process's MLflow at this store, ``MLFLOW_TRACKING_URI`` included, so a process that runs or
+        scores several runs (a notebook, a test) would send the next one here whatever it says."""
+        if self._initialized:
+            return self._mlflow_client
+        before = os.environ.get("MLFLOW_TRACKING_URI")
+        try:
+            return super().experiment
+        finally:
+            if before is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = before
+
+    @property
     def tracking_uri(self) -> str:
         return self._tracking_uri
 

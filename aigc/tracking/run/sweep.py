@@ -43,11 +43,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from aigc.common import tags
 from aigc.common.errors import one_line
+from aigc.serving.registry import register
 from aigc.tracking.run.logger import UninterruptedClient, optional_write
 from aigc.tracking.run.record import flatten, objective_tag, read_objective, recorded, typed_overrides
 from aigc.tracking.run.signals import interrupted_by, raise_on_signals, restore_signals
 from aigc.tracking.store.client import TrackingUnreachable, experiment_id, open_store, reachable_store
-from aigc.tracking.store.models import register
 from hydra_plugins.aigc_optuna_sweeper.optuna_sweeper import TARGET as OPTUNA_SWEEPER
 
 PARENT_RUN_ENV = "AIGC_SWEEP_PARENT_RUN_ID"

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from mlflow.entities import Run
 
 from aigc.data.source import DataSource
+from aigc.serving.logged_model import log_run_model
+from aigc.serving.registry import register
 from aigc.tracking.run.lifecycle import tracked_run
 from aigc.tracking.run.logger import MLflowLogger, optional_write
-from aigc.tracking.run.model import log_run_model
 from aigc.tracking.run.record import record_run
-from aigc.tracking.store.models import register
 
 
 @dataclass
@@ -70,9 +70,10 @@ class Tracker:
             yield
         finally:
             client.set_terminated(run_id, ended.status, end_time=ended.end_time)
+            self.logger.flush_writes(close=True)
 
     def log_model(self, checkpoint: dict, source: str, step: int = 0) -> None:
-        """The run's MLflow model (``aigc.tracking.run.model``), when ``logger.mlflow.pyfunc`` is on;
+        """The run's MLflow model (``aigc.serving.logged_model``), when ``logger.mlflow.pyfunc`` is on;
         a store that fails leaves the run as it is, with a line saying so."""
         logger = self.logger
         if not logger.pyfunc or logger.run_id is None:

@@ -10,7 +10,7 @@ from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 from mlflow.models import Model
 
 from aigc.serving.pyfunc import save_pyfunc
-from aigc.tracking.store.models import MODEL_NAME, run_models
+from aigc.serving.registry import MODEL_NAME, run_models
 
 
 def log_run_model(client: MlflowClient, run_id: str, checkpoint: dict, source: str, step: int = 0) -> str:

@@ -1,7 +1,7 @@
 """Runs' MLflow models in a store: finding a run's model, resolving a model URI, registering.
 
 A run's model is the logged model named ``model`` whose source run it is
-(``aigc.tracking.run.model`` logs it). Every reader here says in one line what is missing.
+(``aigc.serving.logged_model`` logs it). Every reader here says in one line what is missing.
 """
 
 from pathlib import Path
