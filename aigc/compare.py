@@ -3,6 +3,8 @@
     python -m aigc.compare experiment_name=gan-mnist
     python -m aigc.compare run_id=<sweep parent run id>      # a sweep's jobs
     python -m aigc.compare experiment_name=gan-mnist curves=[val/fid_mnist,train/loss_d]
+    python -m aigc.compare 'experiment_name=*-mnist'         # every model on MNIST, side by side
+    python -m aigc.compare experiment_name=[gan-mnist,diffusion-mnist]
 
 Writes ``runs.csv``, ``curves.png``, ``params.png`` and ``parallel.png`` (parallel coordinates of
 the params that differ) to its output folder; for a
@@ -12,6 +14,7 @@ sd of the final and best value per group, groups ranked) and ``seeds.png`` (mean
 """
 
 import csv
+import json
 from pathlib import Path
 
 import hydra
@@ -57,7 +60,16 @@ def compare(cfg: DictConfig) -> reports.Comparison:
         for file in files:
             client.log_artifact(found.parent.info.run_id, str(file), "compare")
         print(f"Logged them to the sweep's parent run {found.parent.info.run_id} under compare/")
+    if found.spans_experiments:
+        print(f"The experiments side by side in the MLflow UI: {side_by_side(cfg.tracking_uri, found)}")
     return found
+
+
+def side_by_side(tracking_uri: str, found: reports.Comparison) -> str:
+    """The MLflow UI's page of the compared experiments' runs together (its "Compare" of experiments)."""
+    ids = json.dumps(sorted({run.info.experiment_id for run in found.runs}), separators=(",", ":"))
+    server = tracking_uri if tracking_uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{server.rstrip('/')}/#/compare-experiments/s?experiments={ids}"
 
 
 def _csv(rows: list[dict[str, str]], path: Path) -> Path:

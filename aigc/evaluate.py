@@ -5,6 +5,7 @@
     python -m aigc.evaluate ckpt_path=logs/train/runs/<time>/checkpoints/last.ckpt
     python -m aigc.evaluate run_id=<id> trainer=ddp_cpu      # on 2 processes: the same scores
     python -m aigc.evaluate ckpt_path=<file> logger=none       # scored, logged nowhere
+    python -m aigc.evaluate run_id=<id> sampler=ddim steps=50 guidance=3   # a diffusion model, sampled otherwise
     python -m aigc.evaluate model=hf_causal_lm model.pretrained=gpt2 data=shakespeare
 
 The checkpoint carries the run's resolved config and its MLflow run id, so
@@ -31,6 +32,9 @@ from aigc.tracking.run.record import typed_overrides
 from aigc.tracking.run.tracker import Record
 from aigc.tracking.store.checkpoints import checkpoint_of_run
 from aigc.tracking.store.client import open_store, stored_run
+
+# what a diffusion model's samples are drawn with, which an evaluation may change
+SAMPLING_OPTIONS = ("sampler", "steps", "guidance")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -73,6 +77,11 @@ def scoring_config(cfg: DictConfig, checkpoint: dict, ckpt_path: str, run_id: st
     with open_dict(run_cfg):
         for group in ("callbacks", "metrics", "paths", "trainer"):
             run_cfg[group] = cfg[group]
+        for option in SAMPLING_OPTIONS:  # sampled otherwise than the run trained it to
+            if cfg.get(option) is not None:
+                if option not in run_cfg.model:
+                    raise ValueError(f"{option}= is for models that take it (a diffusion model); {ckpt_path} has none")
+                run_cfg.model[option] = cfg[option]
         for name in trained_with & set(families):
             run_cfg.callbacks[name] = families[name]
         run_cfg.logger = {"mlflow": logging_into(cfg, run_id=run_id)} if run_id else None

@@ -23,8 +23,10 @@ from aigc.tracking.store.checkpoints import checkpoint_of_run
 from aigc.tracking.store.client import open_store
 
 # what only one kind of model takes (null when not given): the other kind refuses it
-IMAGE_OPTIONS = ("num_samples", "out")
+IMAGE_OPTIONS = ("num_samples", "out", "label", "sampler", "steps", "guidance")
 TEXT_OPTIONS = ("prompt",)
+# how a model draws images, beyond the count, the seed and the label (a diffusion model's): null is the model's own
+SAMPLING_OPTIONS = ("sampler", "steps", "guidance")
 
 
 def load_generator(cfg: DictConfig, folder: str) -> Generator:
@@ -57,7 +59,7 @@ def sample(cfg: DictConfig) -> str:
     if wrong:
         raise ValueError(
             f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not for {generator.source}, which generates "
-            f"{generator.kind}: it takes {'num_samples, out and seed' if generator.kind == 'images' else 'a prompt'}"
+            f"{generator.kind}: it takes {'num_samples, out, seed' if generator.kind == 'images' else 'a prompt'}"
         )
     if generator.kind == "text":
         return generator.text(
@@ -68,11 +70,14 @@ def sample(cfg: DictConfig) -> str:
             top_p=cfg.top_p,
             seed=cfg.seed,
         )
-    images = torch.from_numpy(generator.images(cfg.num_samples or 64, seed=cfg.seed)).permute(0, 3, 1, 2)
+    options = {key: cfg[key] for key in SAMPLING_OPTIONS if cfg.get(key) is not None}
+    drawn = generator.images(cfg.num_samples or 64, seed=cfg.seed, label=cfg.label, **options)
+    images = torch.from_numpy(drawn).permute(0, 3, 1, 2)
     out = Path(cfg.out or "samples.png").resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     save_image(images.float() / 255, out, nrow=max(1, round(len(images) ** 0.5)))
-    return f"Wrote {len(images)} samples (seed {cfg.seed}) to {out}"
+    what = ", ".join(f"{key} {value}" for key, value in [("label", cfg.label), *options.items()] if value is not None)
+    return f"Wrote {len(images)} samples (seed {cfg.seed}{', ' + what if what else ''}) to {out}"
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="sample")

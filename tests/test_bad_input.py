@@ -201,6 +201,23 @@ def test_every_override_set_is_accepted_and_builds_or_is_refused_in_one_line(tmp
             ["model=lstm", "data=pydocs", "model.scheduler.warmup_steps=5000"],
             "model.scheduler: decay_steps=2000 must be greater than warmup_steps=5000",
         ),
+        (["model=diffusion", "model.steps=-1"], "model.steps=-1: input should be greater than 0"),
+        (["model=diffusion", "model.guidance=-0.5"], "model.guidance=-0.5: input should be greater than or equal to 0"),
+        (["model=diffusion", "model.sampler=heun"], "model.sampler='heun': input should be 'ddpm', 'ddim', 'dpm++'"),
+        (
+            ["model=diffusion", "model.prediction=flow"],
+            "model: sampler=dpm++ does not sample a model of prediction=flow: use euler",
+        ),
+        (["model=diffusion", "model.label_dropout=1.5"], "model.label_dropout=1.5: input should be less than or"),
+        (
+            ["model=diffusion", "model.net.channels=[30,64,64]"],
+            "model.net: every width of channels=[30, 64, 64] must be a multiple of norm_groups=16",
+        ),
+        (
+            ["model=diffusion", "model.net.channels=[16,32,32,64]"],
+            "model.net: channels has 4 levels, which halve the image 3 times: its sides [28, 28] must be divisible",
+        ),
+        (["model=diffusion", "data.num_classes=0"], "data.num_classes=0: input should be greater than 0"),
         (
             ["model.optimizer_g._target_=os.getcwd"],
             "model.optimizer_g._target_='os.getcwd' is a builtin_function_or_method, not a class",

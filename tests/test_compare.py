@@ -1,6 +1,7 @@
 """`python -m aigc.compare`: the table of a sweep's runs, the best run named, plots written and logged.
 One comparison runs the command end to end; the others call it in this process."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,28 @@ def test_a_pruned_trial_is_shown_but_never_the_best_run(tmp_path: Path, capsys):
     row = next(line for line in printed.splitlines() if line.startswith(ids["0.3"][:8]))
     assert "KILLED (pruned)" in row
     assert (out / "parallel.png").stat().st_size > 0
+
+
+@pytest.mark.xdist_group("seed_groups")
+def test_runs_of_several_experiments_compare_side_by_side_on_one_metric(tmp_path: Path, capsys):
+    """GAN, VAE and diffusion runs on MNIST live in one experiment each: one command ranks them all."""
+    from mlflow.entities import Metric, RunTag
+
+    client = client_for(tmp_path)
+    fids = {"gan-mnist": 103.0, "vae-mnist": 529.0, "diffusion-mnist": 30.0, "gan-cifar10": 1.0}
+    ids = {}
+    for experiment, fid in fids.items():
+        run = client.create_run(client.create_experiment(experiment)).info.run_id
+        tags = [RunTag("aigc.objective", "min val/fid_mnist")]
+        client.log_batch(run, metrics=[Metric("val/fid_mnist", fid, 0, 1)], tags=tags)
+        client.set_terminated(run)
+        ids[experiment] = run
+    for names in ("experiment_name=*-mnist", "experiment_name=[gan-mnist,vae-mnist,diffusion-mnist]"):
+        printed, _ = compare_here(tmp_path, capsys, names)
+        assert "Best run: " in printed and f"({ids['diffusion-mnist']}), final val/fid_mnist=30" in printed
+        rows = [line for line in printed.splitlines() if line[:8] in {run[:8] for run in ids.values()}]
+        assert sorted(row.split()[1] for row in rows) == ["diffusion-mnist", "gan-mnist", "vae-mnist"]
+        experiments = sorted(client.get_experiment_by_name(name).experiment_id for name in fids if "mnist" in name)
+        assert f"#/compare-experiments/s?experiments={json.dumps(experiments, separators=(',', ':'))}" in printed
+    with pytest.raises(ValueError, match="no experiment named 'nope-\\*'"):
+        compare_here(tmp_path, capsys, "experiment_name=[gan-mnist,nope-*]")

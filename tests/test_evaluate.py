@@ -7,7 +7,7 @@ import pytest
 
 from aigc.evaluate import evaluate
 from aigc.jobs.training import train
-from tests.conftest import MODELS, all_runs, client_for, composed, model_overrides, uses_images
+from tests.conftest import MODELS, all_runs, client_for, composed, model_overrides, model_yaml, uses_images
 
 SCORED_QUICKLY = ["metrics.num_samples=20", "metrics.inception=false", "metrics.num_prompts=2"]
 
@@ -21,6 +21,7 @@ def evaluate_here(folder: Path, *overrides: str) -> dict[str, float]:
 @pytest.mark.parametrize("model", MODELS)
 def test_every_family_is_scored_from_its_run_and_as_configured(compose_cfg, tmp_path, model):
     family = model_overrides(model) + (["data.download=false"] if uses_images(model) else [])
+    family += ["model.steps=2"] if "steps" in model_yaml(model) else []  # a sampler's steps: few, for speed
     cfg = compose_cfg(*family, *SCORED_QUICKLY, "debug=fast", "trainer.max_epochs=1")
     train(cfg)
     client = client_for(tmp_path)
@@ -42,3 +43,23 @@ def test_every_family_is_scored_from_its_run_and_as_configured(compose_cfg, tmp_
 def test_evaluate_without_a_model_says_what_to_pass(tmp_path: Path):
     with pytest.raises(ValueError, match=r"run_id=<mlflow run id>, ckpt_path=<checkpoint file>, or model=<name>"):
         evaluate_here(tmp_path)
+
+
+def test_a_diffusion_model_is_scored_with_another_sampler_and_the_run_says_which(compose_cfg, tmp_path):
+    tiny = ("model=diffusion", "model.net.channels=[8,16]", "model.net.norm_groups=4", "model.net.attention=false")
+    train(compose_cfg(*tiny, "data.download=false", *SCORED_QUICKLY, "debug=fast", "trainer.max_epochs=1"))
+    client = client_for(tmp_path)
+    (run,) = all_runs(client)
+    assert run.data.tags["metrics.images.sampler"] == "dpm++"  # as trained
+    evaluate_here(tmp_path, f"run_id={run.info.run_id}", *SCORED_QUICKLY, "sampler=ddim", "steps=3", "guidance=1.5")
+    tags = client.get_run(run.info.run_id).data.tags
+    assert (tags["metrics.images.sampler"], tags["metrics.images.steps"], tags["metrics.images.guidance"]) == (
+        "ddim",
+        "3",
+        "1.5",
+    )
+    gan = ("model=gan", "data.download=false", "debug=fast", "trainer.max_epochs=1", *SCORED_QUICKLY)
+    train(compose_cfg(*gan, f"paths.output_dir={tmp_path}/gan"))
+    (gan_run,) = [r for r in all_runs(client) if r.info.run_id != run.info.run_id]
+    with pytest.raises(ValueError, match="sampler= is for models that take it"):
+        evaluate_here(tmp_path, f"run_id={gan_run.info.run_id}", "sampler=ddim")

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import mlflow.artifacts
 import mlflow.models
+import mlflow.pyfunc
 import numpy as np
+import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -32,6 +34,10 @@ from tests.conftest import CONF_DIR, all_runs, client_for, composed, free_port, 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained_models")]
 GAN = ("model=gan", "debug=fast", "data.download=false", "metrics.inception=false", "register=gan-of-a-run")
 LANGUAGE_MODEL = ("model=transformer", "data=pydocs", "debug=fast")
+DIFFUSION = (  # a tiny class-conditional UNet: its model takes labels and sampling params
+    *("model=diffusion", "model.net.channels=[8,16]", "model.net.norm_groups=4", "model.net.attention=false"),
+    *("model.steps=4", "debug=fast", "trainer.max_epochs=1", "data.download=false", "metrics.inception=false"),
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +53,17 @@ def trained(tmp_path_factory) -> tuple[Path, str, str]:
     client = client_for(folder)
     runs = {run.data.params["model._target_"].rsplit(".", 1)[-1]: run.info.run_id for run in all_runs(client)}
     return folder, runs["GAN"], runs["LanguageModel"]
+
+
+@pytest.fixture(scope="module")
+def diffusion(trained) -> str:
+    """The run id of a tiny diffusion model, trained in this process into the same store."""
+    folder, *_ = trained
+    with composed("train", folder, *DIFFUSION, "metrics.num_samples=20") as cfg:
+        train(cfg)
+    client = client_for(folder)
+    (run,) = client.search_runs([client.get_experiment_by_name("diffusion-mnist").experiment_id])
+    return run.info.run_id
 
 
 def store(folder: Path) -> str:
@@ -160,20 +177,29 @@ def invoke(port: int, rows: list[dict], params: dict) -> list:
         raise AssertionError(f"{error}: {error.read().decode(errors='replace')[-4000:]}") from None
 
 
-def test_mlflow_models_serve_answers_for_an_image_and_a_language_model(trained, tmp_path):
-    folder, gan, language_model = trained
+def test_mlflow_models_serve_answers_for_an_image_and_a_language_model(trained, diffusion, tmp_path):
+    """The image model is the class-conditional diffusion model: a label in the rows, its sampling
+    in the params; the same request gives the same images as the pyfunc model and aigc.sample."""
+    folder, _, language_model = trained
     servers, ports, taken = [], {}, set()
     try:
-        for run_id in (gan, language_model):
+        for run_id in (diffusion, language_model):
             server, ports[run_id] = serve(folder, f"runs:/{run_id}/model", tmp_path, taken)
             servers.append(server)
         urllib.request.urlopen(f"http://127.0.0.1:{ports[language_model]}/ping", timeout=10).close()
-        images = invoke(ports[gan], [{"num_samples": 2}], {"seed": 5})
+        sevens, params = [{"num_samples": 2, "label": 7}], {"seed": 5, "guidance": 2.0, "steps": 3}
+        images = invoke(ports[diffusion], sevens, params)
         assert np.asarray(images).shape == (2, 28, 28, 1)
-        assert images == invoke(ports[gan], [{"num_samples": 2}], {"seed": 5})
-        assert images != invoke(ports[gan], [{"num_samples": 2}], {"seed": 6})
-        expected = Generator.from_file(download_weights(model_of_run(client_for(folder), gan), tmp_path, store(folder)))
-        assert np.array_equal(np.asarray(images, dtype=np.uint8), expected.images(2, seed=5))
+        assert images == invoke(ports[diffusion], sevens, params)
+        assert images != invoke(ports[diffusion], sevens, params | {"seed": 6})
+        assert images != invoke(ports[diffusion], [{"num_samples": 2, "label": 3}], params)
+        pyfunc = mlflow.pyfunc.load_model(f"runs:/{diffusion}/model").predict(pd.DataFrame(sevens), params=params)
+        assert np.array_equal(np.asarray(images, dtype=np.uint8), pyfunc)
+        out = tmp_path / "sevens.png"
+        drawn = ("label=7", "num_samples=2", "seed=5", "guidance=2.0", "steps=3", f"out={out}")
+        sample(sample_cfg(folder, f"run_id={diffusion}", *drawn))
+        grid = np.asarray(Image.open(out).convert("L"))
+        assert np.array_equal(grid[2:30, 2:30], pyfunc[0, :, :, 0])  # save_image's 2-pixel padding
 
         rows, params = [{"prompt": "class "}, {"prompt": "def "}], {"max_new_tokens": 10, "seed": 3}
         texts = invoke(ports[language_model], rows, params)

@@ -18,7 +18,7 @@ from aigc.data.tokenizers import CharTokenizer
 from aigc.evaluate import evaluate
 from aigc.jobs.training import train
 from aigc.trainer.checkpoint_io import AtomicCheckpointIO
-from tests.conftest import CONF_DIR, client_for, composed, run_aigc, user_env
+from tests.conftest import CONF_DIR, MODELS, client_for, composed, model_overrides, run_aigc, user_env
 
 SECRET = "tok-3f9a-SECRET-do-not-log"
 VAE = ("model=vae", "debug=fast", "data.download=false", "metrics.inception=false")
@@ -235,12 +235,7 @@ def test_the_allow_list_refuses_anything_but_allowed_classes(target):
 
 
 def test_the_allow_list_takes_every_class_the_configs_name(compose_cfg):
-    for overrides in (
-        ("model=gan",),
-        ("model=vae",),
-        ("model=transformer", "data=pydocs"),
-        ("model=lstm", "data=shakespeare"),
-    ):
+    for overrides in [model_overrides(model) for model in MODELS] + [("model=lstm", "data=shakespeare")]:
         cfg = compose_cfg(*overrides)
         for group in ("model", "data", "callbacks"):
             check_targets(cfg[group], group)

@@ -36,6 +36,12 @@ def test_the_console_shows_each_line_once_and_none_of_the_libraries_noise(finish
     assert console.count("MLflow model runs:/") == 1
 
 
+def test_the_experiment_opens_in_the_ui_model_training_view(finished_run):
+    _, _, client, run = finished_run
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # not the GenAI view
+
+
 def test_params_are_the_flattened_resolved_config(finished_run):
     *_, run = finished_run
     params = run.data.params

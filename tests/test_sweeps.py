@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from aigc.tracking.run.sweep import SweepRun
 from hydra_plugins.aigc_optuna_sweeper.optuna_sweeper import search_space
-from tests.conftest import all_runs, client_for, composed, interrupt_when, run_aigc, start_aigc
+from tests.conftest import CONF_DIR, all_runs, client_for, composed, interrupt_when, run_aigc, start_aigc
 
 # a GPT trial of a few batches on pydocs (ships with Python)
 LM_TRIAL = ("debug=fast",)
@@ -32,7 +32,7 @@ def trials(folder: Path, study: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=study, storage=f"sqlite:///{folder}/optuna.db").trials
 
 
-@pytest.mark.parametrize("name", ["gan_optuna", "transformer_optuna"])
+@pytest.mark.parametrize("name", sorted(path.stem for path in (CONF_DIR / "hparams_search").glob("*.yaml")))
 def test_hparams_search_configs_compose_into_an_optuna_sweep(compose_cfg, name):
     cfg = compose_cfg(f"hparams_search={name}")
     sweeper = cfg.hydra.sweeper

@@ -116,7 +116,9 @@ def test_step_values_are_written_where_lightning_writes_and_epoch_means_cover_ev
     job.trainer = instantiate(cfg.trainer, precision=job.trainer.precision, **only_csv)
     seen = []
     losses = job.model.losses
-    job.model.losses = lambda images, noise=None: seen.append(loss := losses(images, noise)) or loss
+    job.model.losses = lambda images, noise=None, labels=None: (
+        seen.append(loss := losses(images, noise, labels)) or loss
+    )
     job.trainer.fit(job.model, datamodule=job.datamodule)
     rows = list(csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))))
     steps = [int(r["step"]) for r in rows if r.get("train/loss")]

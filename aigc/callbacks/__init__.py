@@ -1,10 +1,10 @@
-"""Lightning callbacks: sample and reconstruction grids, image and text metrics, loss guards, config snapshots,
-the float32 matmul precision.
-None is tied to one logger."""
+"""Lightning callbacks: sample and reconstruction grids, image and text metrics, label accuracy,
+loss guards, config snapshots, the float32 matmul precision. None is tied to one logger."""
 
 from aigc.callbacks.config_snapshot import ConfigSnapshot
 from aigc.callbacks.finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
 from aigc.callbacks.image_metrics import ImageMetrics
+from aigc.callbacks.label_accuracy import LabelAccuracy
 from aigc.callbacks.learning_rates import LearningRates
 from aigc.callbacks.matmul_precision import Float32MatmulPrecision
 from aigc.callbacks.model_checkpoint import ModelCheckpoint
@@ -16,6 +16,7 @@ __all__ = [
     "ConfigSnapshot",
     "Float32MatmulPrecision",
     "ImageMetrics",
+    "LabelAccuracy",
     "LearningRates",
     "ModelCheckpoint",
     "NonFiniteLossError",

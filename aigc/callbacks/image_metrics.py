@@ -1,21 +1,22 @@
-"""Inception Score and FID of a generator's samples, during validation and at test.
+"""Inception Score, FID and KID of a generator's samples, during validation and at test.
 
-Samples come from fixed seeds (the same images for the same weights, on any
-device) and are converted to uint8 once; the reference is the datamodule's
-real validation split, whose statistics torch-fidelity caches on disk.
+Samples come from fixed seeds (the same images for the same weights, on any device), converted
+to uint8 once and shared with the evaluation's other scorers (``evaluation_samples``); the
+reference is the datamodule's real validation split, whose statistics torch-fidelity caches on
+disk.
 """
 
 from collections.abc import Sequence
 from typing import Annotated
 
-import torch
 from annotated_types import Ge
 
+from aigc.callbacks.evaluation_samples import evaluation_samples
 from aigc.callbacks.scoring import ScoringCallback
 from aigc.common.capabilities import GeneratesImages, OffersReferenceImages
 from aigc.common.constraints import PositiveInt
+from aigc.common.tags import IMAGE_METRICS
 from aigc.metrics.fidelity import INCEPTION, ISC_SPLITS, fidelity_tags, metric_key, score_images
-from aigc.metrics.images import to_uint8
 
 
 class ImageMetrics(ScoringCallback):
@@ -63,9 +64,7 @@ class ImageMetrics(ScoringCallback):
         # torch-fidelity's DataLoaders draw from the global RNG, and only while the reference
         # statistics are not cached yet: without the fork, a cache hit would change training.
         with self.own_random_stream(pl_module):
-            # generated as the model computes in training (under bf16-mixed: autocast, twice as fast on AMX)
-            with trainer.precision_plugin.forward_context():
-                fake = self.generate(pl_module)
+            fake = evaluation_samples(trainer, pl_module, self.num_samples, self.seed, self.batch_size).images
             scores = score_images(
                 fake=fake,
                 reference=reference,
@@ -80,17 +79,10 @@ class ImageMetrics(ScoringCallback):
             self.inception = False  # no weights: warned once, not again at every validation
             extractors.remove(INCEPTION)
         tags = fidelity_tags(extractors, self.num_samples, len(reference), reference_key, self.inception_weights)
-        self.set_tags(trainer, tags)
+        # how the samples were drawn (a diffusion model's sampler, steps and guidance): compare like with like
+        drawn = getattr(pl_module, "sampling_options", {})
+        self.set_tags(trainer, tags | {f"{IMAGE_METRICS}{name}": str(value) for name, value in drawn.items()})
         metrics = {f"{stage}/{name}": value for name, value in scores.items()}
         # every process scores the same samples from the same seeds, so values agree across processes
         pl_module.log_dict(metrics, sync_dist=True)
         return metrics
-
-    @torch.no_grad()
-    def generate(self, pl_module) -> torch.Tensor:
-        """``num_samples`` uint8 images; batch ``i`` always comes from seed ``seed + i``."""
-        batches = []
-        for index, start in enumerate(range(0, self.num_samples, self.batch_size)):
-            count = min(self.batch_size, self.num_samples - start)
-            batches.append(to_uint8(pl_module.sample(count, seed=self.seed + index)).cpu())
-        return torch.cat(batches)

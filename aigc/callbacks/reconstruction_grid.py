@@ -30,30 +30,33 @@ class ReconstructionGrid(Contract):
         self.every_n_epochs = every_n_epochs
         self.key = key
         self.nrow = nrow
-        self._images: torch.Tensor | None = None
+        self._images: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         if not due(trainer, self.every_n_epochs):
             return
-        originals = self._fixed_images(trainer)
-        reconstructions = pl_module.reconstruct(originals.to(pl_module.device)).cpu()
+        originals, labels = self._fixed_images(trainer)
+        given = {"labels": labels} if getattr(pl_module, "num_classes", None) else {}
+        reconstructions = pl_module.reconstruct(originals.to(pl_module.device), **given).cpu()
         nrow = min(self.nrow, len(originals))
         pairs = _interleave(to_uint8(originals), to_uint8(reconstructions), nrow)
         save_and_log(trainer, self.key, grid_picture(pairs, nrow=nrow))
 
-    def _fixed_images(self, trainer) -> torch.Tensor:
+    def _fixed_images(self, trainer) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first validation images and their labels (a conditional model reconstructs with them)."""
         if self._images is None:
             loader = trainer.val_dataloaders
             loader = loader[0] if isinstance(loader, (list, tuple)) else loader
-            batches, count = [], 0
+            images, labels, count = [], [], 0
             for batch in loader:  # not shuffled: the first images are always the same
-                batches.append(batch[0])
+                images.append(batch[0])
+                labels.append(batch[1])
                 count += len(batch[0])
                 if count >= self.num_images:
                     break
-            self._images = torch.cat(batches)[: self.num_images]
+            self._images = torch.cat(images)[: self.num_images], torch.cat(labels)[: self.num_images]
         return self._images
 
 

@@ -2,6 +2,8 @@
 
 import math
 
+import torch
+
 from aigc.callbacks.image_logging import grid_picture, save_and_log
 from aigc.callbacks.schedule import due
 from aigc.common.capabilities import Contract, GeneratesImages
@@ -12,8 +14,9 @@ from aigc.metrics.images import to_uint8
 class SampleGrid(Contract):
     """Needs a model that generates images (``aigc.common.capabilities.GeneratesImages``).
 
-    The grid's step is that of the epoch's last loss point, so it lines up with
-    the loss curves. Loggers that have ``log_image(key,
+    A class-conditional model (``num_classes``) draws one row per label, ``num_samples //
+    num_classes`` images each. The grid's step is that of the epoch's last loss point, so it
+    lines up with the loss curves. Loggers that have ``log_image(key,
     images, step)`` (ours, Lightning's WandbLogger) receive the grid; the PNG is
     also written under the run's output directory.
     """
@@ -31,6 +34,11 @@ class SampleGrid(Contract):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not due(trainer, self.every_n_epochs) or not trainer.is_global_zero:
             return
-        images = to_uint8(pl_module.sample(self.num_samples, seed=self.seed))
-        picture = grid_picture(images, nrow=math.ceil(math.sqrt(self.num_samples)))
-        save_and_log(trainer, self.key, picture)
+        classes = getattr(pl_module, "num_classes", None)
+        if classes:
+            per_label = max(1, self.num_samples // classes)
+            labels = torch.arange(classes).repeat_interleave(per_label)
+            images, row = pl_module.sample(len(labels), seed=self.seed, labels=labels), per_label
+        else:
+            images, row = pl_module.sample(self.num_samples, seed=self.seed), math.ceil(math.sqrt(self.num_samples))
+        save_and_log(trainer, self.key, grid_picture(to_uint8(images), nrow=row))

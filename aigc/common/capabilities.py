@@ -26,8 +26,17 @@ class GeneratesImages(Protocol):
 
 
 @runtime_checkable
+class ConditionedOnLabels(Protocol):
+    """``num_classes``: ``sample(num_samples, seed, labels=...)`` draws images of the labels
+    (N,) 0 .. num_classes - 1; None for a model of the family trained without labels."""
+
+    num_classes: int | None
+
+
+@runtime_checkable
 class Reconstructs(Protocol):
-    """``reconstruct(images)``: images in [-1, 1] mapped to their reconstructions in [-1, 1]."""
+    """``reconstruct(images)``: images in [-1, 1] mapped to their reconstructions in [-1, 1] (a
+    model conditioned on labels also takes the images' ``labels``)."""
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor: ...
 

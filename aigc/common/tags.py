@@ -12,6 +12,10 @@ TASK = "aigc.task"  # "evaluate" on a run that scored a model as configured, unt
 PRECISION = "aigc.precision"  # what the Trainer computed in, and why ("bf16-mixed (auto: a CUDA GPU with bf16)")
 OBJECTIVE = "aigc.objective"  # "<mode> <metric>": what "best" means for the run (conf/objective/)
 
+# an experiment: which of its views the MLflow UI opens (MLflow's own tag, which the UI writes when a
+# user switches views); aigc's experiments are model training, not the GenAI view (traces, prompts)
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+
 # a sweep: its parent run, and each job's run
 SWEEP_ID = "aigc.sweep.id"  # the Optuna study, or a digest of a grid's command line
 SWEEP_ROLE = "aigc.sweep.role"  # "parent" on the sweep's own run

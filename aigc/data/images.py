@@ -29,8 +29,8 @@ class ImageSplits:
 class ImageDataModule(LightningDataModule):
     """Serves images as float tensors in [-1, 1] with their labels.
 
-    ``image_shape`` is declared in the data config (models interpolate it) and
-    checked here against the pixels actually loaded.
+    ``image_shape`` and ``num_classes`` (the labels are 0 .. num_classes - 1) are declared in the
+    data config (models interpolate them) and checked here against the data actually loaded.
     """
 
     name: str = "images"
@@ -41,6 +41,7 @@ class ImageDataModule(LightningDataModule):
         self,
         data_dir: str,
         image_shape: Sequence[int],
+        num_classes: PositiveInt = 10,
         batch_size: PositiveInt = 128,
         num_workers: NonNegativeInt = 0,
         fid_metric: str = "val/fid",
@@ -51,6 +52,7 @@ class ImageDataModule(LightningDataModule):
         # val/fid_<classifier> where a classifier ships for the data, else Inception's val/fid
         self.fid_metric = fid_metric
         self.image_shape = tuple(int(d) for d in image_shape)
+        self.num_classes = num_classes
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.source: DataSource | None = None
@@ -70,6 +72,11 @@ class ImageDataModule(LightningDataModule):
             raise ValueError(
                 f"{self.name} images have shape {tuple(splits.train_images.shape[1:])}, "
                 f"but the data config declares image_shape={list(self.image_shape)}"
+            )
+        labels = set(np.unique(np.concatenate([splits.train_labels, splits.val_labels])).tolist())
+        if not labels <= set(range(self.num_classes)):
+            raise ValueError(
+                f"{self.name} has labels {sorted(labels)}, but the data config declares num_classes={self.num_classes}"
             )
         self.source = DataSource(
             name=self.name,

@@ -13,5 +13,11 @@ IGNORED_TARGET = -100
 
 def real_images(batch) -> torch.Tensor:
     """The images of an ``(images, labels)`` batch, blanks left out."""
+    return real_labelled(batch)[0]
+
+
+def real_labelled(batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images and labels of an ``(images, labels)`` batch, blanks left out."""
     images, labels = batch[0], batch[1]
-    return images[labels != BLANK_LABEL]
+    real = labels != BLANK_LABEL
+    return images[real], labels[real]

@@ -3,6 +3,10 @@
 Each training batch makes one discriminator update and one generator update, so
 the logging step (Lightning's count of batches) is the number of generator
 updates, not the doubled ``global_step`` that counts both optimizers.
+
+Class-conditional (``num_classes``, read by both nets): the discriminator judges real images
+with their labels and generated ones with the labels they were drawn for, uniform over the
+classes; ``sample`` draws the labels it is given, else every class in turn.
 """
 
 from collections.abc import Callable
@@ -11,8 +15,9 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
-from aigc.common.constraints import NonNegativeFloat, PositiveFloat
-from aigc.models.batches import real_images
+from aigc.common.constraints import NonNegativeFloat, PositiveFloat, PositiveInt
+from aigc.models.batches import real_labelled
+from aigc.models.conditioning import drawn_labels
 from aigc.models.modes import evaluating
 from aigc.models.training_log import TrainingLog
 
@@ -32,6 +37,7 @@ class GAN(LightningModule):
         loss,
         grad_clip: PositiveFloat | None = None,
         r1_gamma: NonNegativeFloat = 0.0,
+        num_classes: PositiveInt | None = None,
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -46,14 +52,21 @@ class GAN(LightningModule):
         self.loss = loss
         self.grad_clip = grad_clip
         self.r1_gamma = r1_gamma
+        self.num_classes = num_classes
+        for name, net in (("generator", generator), ("discriminator", discriminator)):
+            if getattr(net, "num_classes", num_classes) != num_classes:
+                raise ValueError(
+                    f"model.{name}.num_classes={net.num_classes} but model.num_classes={num_classes}: "
+                    "set model.num_classes only (the nets interpolate it)"
+                )
         self._training_log = TrainingLog()
 
     @property
     def latent_dim(self) -> int:
         return self.generator.latent_dim
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.generator(z)
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.generator(z, labels)
 
     def configure_optimizers(self):
         return (
@@ -69,22 +82,23 @@ class GAN(LightningModule):
         optimizer.step()
 
     def training_step(self, batch, batch_idx):
-        real = batch[0]
+        real, labels = batch[0], self._conditioning(batch[1])
         opt_g, opt_d = self.optimizers()
         z = torch.randn(real.shape[0], self.latent_dim, device=self.device)
-        fake = self.generator(z)
+        drawn = None if labels is None else torch.randint(0, self.num_classes, labels.shape, device=self.device)
+        fake = self.generator(z, drawn)
 
         self.toggle_optimizer(opt_d)
         real.requires_grad_(self.r1_gamma > 0)
-        real_logits = self.discriminator(real)
-        loss_d = self.loss.discriminator(real_logits, self.discriminator(fake.detach()))
+        real_logits = self.discriminator(real, labels)
+        loss_d = self.loss.discriminator(real_logits, self.discriminator(fake.detach(), drawn))
         if self.r1_gamma > 0:
             loss_d = loss_d + self.r1_gamma / 2 * r1_penalty(real_logits, real)
         self._update(opt_d, loss_d)
         self.untoggle_optimizer(opt_d)
 
         self.toggle_optimizer(opt_g)
-        loss_g = self.loss.generator(self.discriminator(fake))
+        loss_g = self.loss.generator(self.discriminator(fake, drawn))
         self._update(opt_g, loss_g)
         self.untoggle_optimizer(opt_g)
 
@@ -102,14 +116,15 @@ class GAN(LightningModule):
         self._score_discriminator(batch, batch_idx, "test")
 
     def _score_discriminator(self, batch, batch_idx: int, stage: str) -> None:
-        real = real_images(batch)
+        real, labels = real_labelled(batch)
         if not len(real):
             return
-        fake = self.sample(real.shape[0], seed=batch_idx)
-        fake_logits = self.discriminator(fake)
+        labels = self._conditioning(labels)
+        fake = self.sample(real.shape[0], seed=batch_idx, **({} if labels is None else {"labels": labels}))
+        fake_logits = self.discriminator(fake, labels)
         self.log_dict(
             {
-                f"{stage}/loss_d": self.loss.discriminator(self.discriminator(real), fake_logits),
+                f"{stage}/loss_d": self.loss.discriminator(self.discriminator(real, labels), fake_logits),
                 f"{stage}/loss_g": self.loss.generator(fake_logits),
             },
             batch_size=real.shape[0],
@@ -117,11 +132,16 @@ class GAN(LightningModule):
         )
 
     @torch.no_grad()
-    def sample(self, num_samples: int, seed: int = 0) -> torch.Tensor:
-        """Images in [-1, 1] from latent vectors fixed by ``seed`` (the same on every device)."""
+    def sample(self, num_samples: int, seed: int = 0, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [-1, 1] from latent vectors fixed by ``seed`` (the same on every device); a
+        conditional model draws ``labels`` (N,), by default every class in turn."""
         latent = torch.randn(num_samples, self.latent_dim, generator=torch.Generator().manual_seed(seed))
+        labels = drawn_labels(self.num_classes, num_samples, labels, self.device)
         with evaluating(self.generator):
-            return self.generator(latent.to(self.device))
+            return self.generator(latent.to(self.device), labels)
+
+    def _conditioning(self, labels: torch.Tensor) -> torch.Tensor | None:
+        return None if self.num_classes is None else labels
 
 
 def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,9 @@ All quantities are in nats per image (summed over pixels, averaged over the batc
 - ``loss``   = recon + beta * kl, what training minimises (beta = 1: the negative ELBO);
 - ``val/elbo`` = -(recon + kl), the evidence lower bound with beta = 1 whatever beta
   trains, so runs with different betas compare on one scale. Higher is better.
+
+Class-conditional (``num_classes``, read by both nets): a conditional VAE, whose posterior and
+likelihood see the label; ``sample`` draws the labels it is given, else every class in turn.
 """
 
 from collections.abc import Callable
@@ -16,7 +19,8 @@ from lightning import LightningModule
 from torch import nn
 
 from aigc.common.constraints import NonNegativeFloat, PositiveInt
-from aigc.models.batches import real_images
+from aigc.models.batches import real_labelled
+from aigc.models.conditioning import drawn_labels
 from aigc.models.modes import evaluating
 from aigc.models.training_log import TrainingLog
 
@@ -38,33 +42,38 @@ class VAE(LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         latent_dim: PositiveInt,
         beta: NonNegativeFloat = 1.0,
+        num_classes: PositiveInt | None = None,
     ):
         super().__init__()
         # Only plain values go into checkpoints; the nets are rebuilt from the run's config.
         self.save_hyperparameters(ignore=["encoder", "decoder", "likelihood", "optimizer"], logger=False)
         for name, net in (("encoder", encoder), ("decoder", decoder)):
-            if getattr(net, "latent_dim", latent_dim) != latent_dim:
-                raise ValueError(
-                    f"model.{name}.latent_dim={net.latent_dim} but model.latent_dim={latent_dim}: "
-                    "set model.latent_dim only (the nets interpolate it)"
-                )
+            for key, value in (("latent_dim", latent_dim), ("num_classes", num_classes)):
+                if getattr(net, key, value) != value:
+                    raise ValueError(
+                        f"model.{name}.{key}={getattr(net, key)} but model.{key}={value}: "
+                        f"set model.{key} only (the nets interpolate it)"
+                    )
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihood  # a module: a learned scale is trained and checkpointed with the nets
         self.optimizer = optimizer
         self.latent_dim = latent_dim
         self.beta = beta
+        self.num_classes = num_classes
         self._training_log = TrainingLog()
 
-    def forward(self, images: torch.Tensor, noise: torch.Tensor | None = None):
+    def forward(self, images: torch.Tensor, noise: torch.Tensor | None = None, labels: torch.Tensor | None = None):
         """Decoder outputs for z ~ q(z|images), with the posterior's mean and log-variance."""
-        mu, logvar = self.encoder(images)
+        mu, logvar = self.encoder(images, labels)
         noise = torch.randn_like(mu) if noise is None else noise
-        return self.decoder(mu + noise * torch.exp(0.5 * logvar)), mu, logvar
+        return self.decoder(mu + noise * torch.exp(0.5 * logvar), labels), mu, logvar
 
-    def losses(self, images: torch.Tensor, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def losses(
+        self, images: torch.Tensor, noise: torch.Tensor | None = None, labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Batch means of ``recon``, ``kl`` and ``loss`` (see the module docstring)."""
-        outputs, mu, logvar = self(images, noise)
+        outputs, mu, logvar = self(images, noise, labels)
         recon = -self.likelihood.log_prob(outputs, images).mean()
         kl = gaussian_kl(mu, logvar).mean()
         return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl}
@@ -73,7 +82,7 @@ class VAE(LightningModule):
         return self.optimizer(params=self.parameters())
 
     def training_step(self, batch, batch_idx):
-        losses = self.losses(batch[0])
+        losses = self.losses(batch[0], labels=self._conditioning(batch[1]))
         self._training_log.step(self, {f"train/{name}": value for name, value in losses.items()}, len(batch[0]))
         return losses["loss"]
 
@@ -87,13 +96,13 @@ class VAE(LightningModule):
         self._score(batch, batch_idx, "test")
 
     def _score(self, batch, batch_idx: int, stage: str) -> None:
-        images = real_images(batch)
+        images, labels = real_labelled(batch)
         if not len(images):
             return
         # Noise fixed by the batch index: the score depends on the weights only, and scoring
         # leaves the training random stream alone.
         noise = torch.randn(images.shape[0], self.latent_dim, generator=torch.Generator().manual_seed(batch_idx))
-        losses = self.losses(images, noise.to(self.device))
+        losses = self.losses(images, noise.to(self.device), self._conditioning(labels))
         self.log_dict(
             {
                 f"{stage}/elbo": -(losses["recon"] + losses["kl"]),
@@ -105,15 +114,24 @@ class VAE(LightningModule):
         )
 
     @torch.no_grad()
-    def sample(self, num_samples: int, seed: int = 0) -> torch.Tensor:
-        """Images in [-1, 1] decoded from prior latents fixed by ``seed`` (the same on every device)."""
+    def sample(self, num_samples: int, seed: int = 0, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [-1, 1] decoded from prior latents fixed by ``seed`` (the same on every device);
+        a conditional model draws ``labels`` (N,), by default every class in turn."""
         latent = torch.randn(num_samples, self.latent_dim, generator=torch.Generator().manual_seed(seed))
+        labels = drawn_labels(self.num_classes, num_samples, labels, self.device)
         with evaluating(self.decoder):
-            return self.likelihood.mean(self.decoder(latent.to(self.device)))
+            return self.likelihood.mean(self.decoder(latent.to(self.device), labels))
 
     @torch.no_grad()
-    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [-1, 1] -> their reconstructions in [-1, 1], decoded from the posterior mean."""
+    def reconstruct(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [-1, 1] (and, for a conditional model, their labels) -> their reconstructions in
+        [-1, 1], decoded from the posterior mean."""
+        labels = None if labels is None else labels.to(self.device)
         with evaluating(self.encoder, self.decoder):
-            mu, _ = self.encoder(images.to(self.device))
-            return self.likelihood.mean(self.decoder(mu))
+            mu, _ = self.encoder(images.to(self.device), self._conditioning(labels))
+            return self.likelihood.mean(self.decoder(mu, self._conditioning(labels)))
+
+    def _conditioning(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        if self.num_classes is not None and labels is None:
+            raise ValueError("a conditional VAE reconstructs images of known labels: give their labels")
+        return None if self.num_classes is None else labels

@@ -9,6 +9,7 @@ config and tokenizer, no optimizer state). Either is read as untrusted input: te
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from aigc.common.capabilities import GeneratesImages, GeneratesText
 from aigc.common.stored import CONFIG_KEY, RUN_KEY, instantiate_stored, read_checkpoint
@@ -51,10 +52,32 @@ class Generator:
         model.load_state_dict(checkpoint["state_dict"])
         return cls(model, tokenizer, where)
 
-    def images(self, num_samples: int, seed: int = 0) -> np.ndarray:
-        """uint8 images, (N, H, W, C): the same for the same seed."""
+    @property
+    def num_classes(self) -> int | None:
+        """The labels a class-conditional model draws images of (0 .. num_classes - 1); None for the others."""
+        return getattr(self.model, "num_classes", None)
+
+    @property
+    def sampling_options(self) -> dict[str, int | float | str]:
+        """What drawing images takes besides the count, the seed and the label (a diffusion model's
+        sampler, steps and guidance), with the model's defaults."""
+        return dict(getattr(self.model, "sampling_options", {}))
+
+    def images(self, num_samples: int, seed: int = 0, label: int | None = None, **options) -> np.ndarray:
+        """uint8 images, (N, H, W, C): the same for the same seed (and label and options)."""
         self._expect("images", "num_samples")
-        return to_uint8(self.model.sample(num_samples, seed=seed)).permute(0, 2, 3, 1).cpu().numpy()
+        unknown = sorted(set(options) - set(self.sampling_options))
+        if unknown:
+            takes = ", ".join(self.sampling_options) or "no sampling options"
+            raise ValueError(f"{', '.join(unknown)}: {self.source} takes {takes}")
+        if label is not None and not self.num_classes:
+            raise ValueError(f"label={label}: {self.source} is unconditional, it takes no label")
+        if label is not None and not 0 <= label < self.num_classes:
+            raise ValueError(f"label={label}: {self.source} draws labels 0 to {self.num_classes - 1}")
+        labels = None if label is None else torch.full((num_samples,), int(label))
+        extra = {"labels": labels} if self.num_classes else {}
+        drawn = self.model.sample(num_samples, seed=seed, **extra, **options)
+        return to_uint8(drawn).permute(0, 2, 3, 1).cpu().numpy()
 
     def text(
         self,

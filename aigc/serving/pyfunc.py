@@ -5,7 +5,9 @@ The model folder holds ``artifacts/weights.pt`` (``aigc.serving.generator.slim``
 tokenizer) and a signature with an input example. Rows say what to generate, params how
 (MLflow's inference params: one value per request, with defaults):
 
-- image models: rows of ``num_samples``; params ``seed`` -> uint8 images (N, H, W, C), every
+- image models: rows of ``num_samples`` and, for a class-conditional model, an optional
+  ``label`` (none: every class in turn); params ``seed`` and the model's sampling options (a
+  diffusion model's ``sampler``, ``steps``, ``guidance``) -> uint8 images (N, H, W, C), every
   row's images one after the other;
 - language models: rows of ``prompt``; params ``max_new_tokens``, ``temperature``, ``top_k``,
   ``top_p``, ``seed`` -> one text (the prompt and its continuation) per row.
@@ -13,7 +15,7 @@ tokenizer) and a signature with an input example. Rows say what to generate, par
 Row ``i`` is generated with seed ``seed + i``: the same request gives the same output.
 
 Loading needs only the installed ``aigc`` package: the model is saved as code
-(``aigc/pyfunc_model.py``, nothing pickled) and its weights are read as tensors only.
+(``aigc/serving/pyfunc_model.py``, nothing pickled) and its weights are read as tensors only.
 ``aigc.sample`` runs none of the model folder's code: it reads ``weights.pt`` itself.
 """
 
@@ -33,7 +35,7 @@ from aigc.serving.generator import Generator, slim
 WEIGHTS = "weights"  # the artifact's name; its file is artifacts/weights.pt in the model folder
 MAX_IMAGES = 1024  # per request row: a server answers in seconds, not in out-of-memory
 
-IMAGE_PARAMS = [ParamSpec("seed", "long", 0)]
+IMAGE_PARAMS = [ParamSpec("seed", "long", 0)]  # and the model's sampling options (image_params)
 TEXT_PARAMS = [
     ParamSpec("max_new_tokens", "long", 200),
     ParamSpec("temperature", "double", 0.8),
@@ -51,28 +53,63 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         return generate(self.generator, pd.DataFrame(model_input).to_dict("records"), params or {})
 
 
+def image_params(generator: Generator) -> list[ParamSpec]:
+    """The seed, and what else the model's drawing takes (a diffusion model's sampler, steps and
+    guidance), each with the model's default."""
+    types = {bool: "boolean", int: "long", float: "double", str: "string"}
+    options = generator.sampling_options.items()
+    return IMAGE_PARAMS + [ParamSpec(name, types[type(default)], default) for name, default in options]
+
+
 def generate(generator: Generator, rows: list[dict], params: dict) -> np.ndarray | list[str]:
     """One request: images for every row, one after the other, or one text per row."""
-    specs = IMAGE_PARAMS if generator.kind == "images" else TEXT_PARAMS
+    specs = image_params(generator) if generator.kind == "images" else TEXT_PARAMS
     unknown = sorted(set(params) - {spec.name for spec in specs})
     if unknown:
         raise ValueError(f"unknown params {unknown}: this model takes {[spec.name for spec in specs]}")
-    options = {spec.name: params.get(spec.name, spec.default) for spec in specs}
+    options = {spec.name: _plain(params.get(spec.name, spec.default)) for spec in specs}
     seed = int(options.pop("seed"))
     if generator.kind == "images":
         counts = [int(row["num_samples"]) for row in rows]
         if any(not 0 < count <= MAX_IMAGES for count in counts):
             raise ValueError(f"num_samples must be between 1 and {MAX_IMAGES}, not {counts}")
-        return np.concatenate([generator.images(count, seed=seed + index) for index, count in enumerate(counts)])
+        labels = [_label(row) for row in rows]
+        drawn = [
+            generator.images(count, seed=seed + index, label=label, **options)
+            for index, (count, label) in enumerate(zip(counts, labels, strict=True))
+        ]
+        return np.concatenate(drawn)
     return [generator.text(str(row["prompt"]), seed=seed + index, **options) for index, row in enumerate(rows)]
+
+
+def _plain(value):
+    """A param as Python's own type (MLflow may hand over numpy scalars)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _label(row: dict) -> int | None:
+    """A row's label: none given (or missing in a request where other rows give one: NaN) is None."""
+    label = row.get("label")
+    if label is None or pd.isna(label):
+        return None
+    if float(label) != int(label):
+        raise ValueError(f"label={label}: a label is a whole number")
+    return int(label)
 
 
 def signature_and_example(generator: Generator) -> tuple[ModelSignature, tuple[pd.DataFrame, dict]]:
     if generator.kind == "images":
         height, width, channels = generator.images(1).shape[1:]
-        inputs, params = Schema([ColSpec("long", "num_samples")]), ParamSchema(IMAGE_PARAMS)
+        columns = [ColSpec("long", "num_samples")]
+        example = {"num_samples": [4]}
+        if generator.num_classes:  # a class-conditional model: draw a label's images, or every class in turn
+            # a whole number: give every row of a request a label, or none (MLflow reads a column
+            # with gaps as floats, which it refuses for a long)
+            columns.append(ColSpec("long", "label", required=False))
+            example["label"] = [0]
+        inputs, params = Schema(columns), ParamSchema(image_params(generator))
         outputs = Schema([TensorSpec(np.dtype(np.uint8), (-1, height, width, channels))])
-        example = pd.DataFrame({"num_samples": [4]}), {"seed": 0}
+        example = pd.DataFrame(example), {"seed": 0}
     else:
         inputs, params = Schema([ColSpec("string", "prompt")]), ParamSchema(TEXT_PARAMS)
         outputs = Schema([ColSpec("string")])

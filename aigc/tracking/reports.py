@@ -13,6 +13,7 @@ each group's mean ± standard deviation of the final and the best value, groups 
 mean final value, and their curves as a mean with a ±1 sd band.
 """
 
+import fnmatch
 import math
 import statistics
 import time
@@ -43,7 +44,16 @@ class Comparison:
     key_params: list[str]  # params whose values differ between the runs (the first MAX_PARAM_COLUMNS)
     parent: Run | None = None  # the sweep's parent run, when comparing a sweep
     varying: list[str] | None = None  # every param whose values differ
+    experiment_names: dict[str, str] = field(default_factory=dict)  # id -> name, of the experiments compared
     _histories: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def spans_experiments(self) -> bool:
+        return len({run.info.experiment_id for run in self.runs}) > 1
+
+    def experiment_of(self, run: Run) -> str:
+        """The name of the run's experiment (its MLflow experiment id when the name is unknown)."""
+        return self.experiment_names.get(run.info.experiment_id, run.info.experiment_id)
 
     def final(self, run: Run) -> float:
         return run.data.metrics.get(self.metric, math.nan)
@@ -67,8 +77,15 @@ def pruned(run: Run) -> bool:
 
 
 def select(
-    client: MlflowClient, experiment_name: str | None, run_id: str | None, metric: str | None, mode: str | None
+    client: MlflowClient,
+    experiment_name: str | list[str] | None,
+    run_id: str | None,
+    metric: str | None,
+    mode: str | None,
 ) -> Comparison:
+    """The runs to compare: a sweep's jobs (``run_id`` of its parent), or the runs of experiments
+    (``experiment_name``: a name, a pattern such as ``*-mnist``, or a list of either), sweeps'
+    parent runs left out. Ranked by ``metric`` (by default the objective the runs recorded)."""
     parent = None
     if run_id:
         parent = client.get_run(run_id)
@@ -79,17 +96,15 @@ def select(
             raise ValueError(f"run {run_id} has no child runs: give a sweep's parent run id, or experiment_name=")
         runs.sort(key=lambda run: int(run.data.tags.get(tags.SWEEP_JOB, 10**9)))
     elif experiment_name:
-        found = client.get_experiment_by_name(experiment_name)
-        if found is None:
-            names = ", ".join(e.name for e in client.search_experiments())
-            raise ValueError(f"no experiment named {experiment_name!r} in this store; it has: {names}")
+        found = experiments(client, experiment_name)
+        ids = [experiment.experiment_id for experiment in found]
         runs = [
             run
-            for run in client.search_runs([found.experiment_id], max_results=50000, order_by=["attributes.start_time"])
+            for run in client.search_runs(ids, max_results=50000, order_by=["attributes.start_time"])
             if run.data.tags.get(tags.SWEEP_ROLE) != "parent"
         ]
         if not runs:
-            raise ValueError(f"experiment {experiment_name!r} has no runs")
+            raise ValueError(f"experiment {', '.join(e.name for e in found)!r} has no runs")
     else:
         raise ValueError("say what to compare: experiment_name=<name> or run_id=<a sweep's parent run id>")
     recorded = _most_common(read_objective(run.data.tags.get(tags.OBJECTIVE)) for run in runs)
@@ -98,7 +113,21 @@ def select(
     if metric is None:
         raise ValueError("the runs record no objective (tag aigc.objective): give metric=<name> (and mode=min|max)")
     varying = _varying_params(runs)
-    return Comparison(runs, metric, mode, varying[:MAX_PARAM_COLUMNS], parent, varying)
+    names = {e.experiment_id: e.name for e in client.search_experiments()}
+    return Comparison(runs, metric, mode, varying[:MAX_PARAM_COLUMNS], parent, varying, names)
+
+
+def experiments(client: MlflowClient, names: str | list[str]) -> list:
+    """The experiments each name or pattern (``gan-mnist``, ``*-mnist``) names; one line for a name
+    that names none."""
+    known = client.search_experiments()
+    found = []
+    for name in [names] if isinstance(names, str) else list(names):
+        matching = [experiment for experiment in known if fnmatch.fnmatchcase(experiment.name, str(name))]
+        if not matching:
+            raise ValueError(f"no experiment named {name!r} in this store; it has: {', '.join(e.name for e in known)}")
+        found += [experiment for experiment in matching if experiment not in found]
+    return found
 
 
 @dataclass
@@ -189,6 +218,7 @@ def table(comparison: Comparison, client: MlflowClient) -> list[dict[str, str]]:
         best = _best(comparison, client, run)
         row = {
             "run": run.info.run_id[:8],
+            **({"experiment": comparison.experiment_of(run)} if comparison.spans_experiments else {}),
             "job": run.data.tags.get(tags.SWEEP_JOB, ""),
             "status": f"{run.info.status} (pruned)" if pruned(run) else run.info.status,
             "duration": _duration(run),

@@ -22,6 +22,7 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
+from aigc.common import tags
 from aigc.common.errors import first_line
 
 # Creating a new SQLite store runs alembic migrations, which log a page of INFO lines.
@@ -121,12 +122,16 @@ def stored_run(client: MlflowClient, run_id: str, named_by: str) -> Run:
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
-    """The id of experiment ``name``, created (with artifacts beside a SQLite store) if needed.
+    """The id of experiment ``name``, created (with artifacts beside a SQLite store) if needed. The
+    MLflow UI opens it in its model-training view (``tags.EXPERIMENT_KIND``), unless someone chose
+    another view for it.
 
     Call under ``store_lock``, so that concurrent callers agree on one experiment.
     """
     experiment = client.get_experiment_by_name(name)
     if experiment is not None and experiment.lifecycle_stage != "deleted":
+        if tags.EXPERIMENT_KIND not in experiment.tags:  # made before aigc set it
+            client.set_experiment_tag(experiment.experiment_id, tags.EXPERIMENT_KIND, tags.MODEL_TRAINING)
         return experiment.experiment_id
     location = default_artifact_location(client.tracking_uri, name)
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags={tags.EXPERIMENT_KIND: tags.MODEL_TRAINING})

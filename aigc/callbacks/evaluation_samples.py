@@ -1,0 +1,41 @@
+"""The samples one evaluation scores, drawn once for every callback that scores them (FID, IS and
+KID; label accuracy): drawing them is the largest part of a diffusion model's evaluation."""
+
+from dataclasses import dataclass
+
+import torch
+
+from aigc.metrics.images import to_uint8
+
+_CACHE = "_aigc_evaluation_samples"  # on the module: (what was drawn, the samples), the last evaluation's
+
+
+@dataclass(frozen=True)
+class Samples:
+    images: torch.Tensor  # uint8 (N, C, H, W), on the CPU
+    labels: torch.Tensor | None  # (N,): the label each image was drawn for; None for an unconditional model
+
+
+def evaluation_samples(trainer, pl_module, num_samples: int, seed: int, batch_size: int) -> Samples:
+    """``num_samples`` images: batch ``i`` from seed ``seed + i``, so the same weights give the same
+    images on any device; a class-conditional model (``num_classes``) draws every class in turn.
+    Generated as the model computes in training (under bf16-mixed: autocast), once per evaluation
+    (the trainer's step and stage) whichever callback asks first."""
+    drawn = (trainer.global_step, str(trainer.state.stage), num_samples, seed, batch_size)
+    cached = getattr(pl_module, _CACHE, None)
+    if cached is not None and cached[0] == drawn:
+        return cached[1]
+    classes = getattr(pl_module, "num_classes", None)
+    images, labels = [], []
+    with torch.no_grad(), trainer.precision_plugin.forward_context():
+        for index, start in enumerate(range(0, num_samples, batch_size)):
+            count = min(batch_size, num_samples - start)
+            if classes:
+                labels.append(torch.arange(start, start + count) % classes)
+                batch = pl_module.sample(count, seed=seed + index, labels=labels[-1])
+            else:
+                batch = pl_module.sample(count, seed=seed + index)
+            images.append(to_uint8(batch).cpu())
+    samples = Samples(torch.cat(images), torch.cat(labels) if labels else None)
+    setattr(pl_module, _CACHE, (drawn, samples))
+    return samples
