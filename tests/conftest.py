@@ -1,5 +1,10 @@
 import functools
 import os
+
+# One compute thread per process: pytest's two workers, and the commands and DDP workers they
+# start, share 2 cores; torch's default of a thread per core oversubscribes them (measured: a
+# quarter of the suite's time). Set before torch is imported; subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 import signal
 import socket
 import subprocess
