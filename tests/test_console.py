@@ -38,6 +38,7 @@ def test_the_named_noise_is_dropped_and_what_matters_is_kept(quiet):
     assert not passes(rank_zero, "GPU available: False, used: False")
     assert not passes(rank_zero, "TPU available: False, using: 0 TPU cores")
     assert passes(rank_zero, "GPU available: True (cuda), used: True")  # a GPU is news
+    assert not passes(rank_zero, "Using bfloat16 Automatic Mixed Precision (AMP)")  # aigc.run prints why
     assert passes(rank_zero, "`Trainer.fit` stopped: `max_epochs=2` reached.")
     monitor = logging.getLogger("mlflow.system_metrics.system_metrics_monitor")
     assert not monitor.isEnabledFor(logging.INFO) and monitor.isEnabledFor(logging.WARNING)

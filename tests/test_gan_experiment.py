@@ -11,7 +11,7 @@ from tests.conftest import client_for, composed, only_run
 pytestmark = pytest.mark.slow
 
 
-def test_gan_mnist_trains_in_bfloat16_where_it_pays_and_scores_every_fifth_epoch_and_the_last(tmp_path):
+def test_gan_mnist_trains_in_bfloat16_where_it_pays_and_scores_every_fifth_epoch_and_the_last(tmp_path, capsys):
     steps_per_epoch, epochs = 3, 6  # debug=fast: 3 batches an epoch
     with composed("train", tmp_path, "experiment=gan_mnist", "debug=fast", f"trainer.max_epochs={epochs}") as cfg:
         train(cfg)
@@ -25,6 +25,7 @@ def test_gan_mnist_trains_in_bfloat16_where_it_pays_and_scores_every_fifth_epoch
         "1.0",
     )
     assert run.data.tags["aigc.precision"].startswith("bf16-mixed (auto" if cpu_has_amx() else "32-true (auto")
+    assert f"Precision: {run.data.tags['aigc.precision']}" in capsys.readouterr().out  # with its reason, once
 
     history = client.get_metric_history(run.info.run_id, "val/is_mnist")
     assert [m.step for m in history] == [5 * steps_per_epoch - 1, 6 * steps_per_epoch - 1]  # epochs 5 and 6 (the last)

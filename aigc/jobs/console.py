@@ -23,6 +23,8 @@ VERBOSE_FLAGS = ("-v", "--verbose")
 DROPPED_LINES = [
     ("lightning.pytorch.utilities.rank_zero", "Lightning's advertisement for another product", r"💡 Tip|litlogger"),
     ("lightning.pytorch.utilities.rank_zero", "accelerators this machine lacks", r"^[GTH]PU available: False"),
+    # printed when the Trainer is built, before a bad config is refused; training prints its own, with the reason
+    ("lightning.pytorch.utilities.rank_zero", "mixed precision chosen", r"^Using \w+ Automatic Mixed Precision"),
 ]
 # loggers whose INFO lines are dropped (their warnings and errors still show), and what those lines say
 QUIET_LOGGERS = {

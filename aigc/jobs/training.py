@@ -56,6 +56,7 @@ def train(cfg: DictConfig) -> float | None:
     source = getattr(job.datamodule, "source", None)  # the datamodule printed which source served
     check_trainable(job.datamodule, job.model, job.trainer.callbacks)
     record = Record(job.config, typed_overrides(HydraConfig.get().overrides.task), source, job.datamodule.state_dict())
+    rank_zero_only(print)(f"Precision: {job.precision}")
     with job.tracker.run(run_tags(job, checkpoints), record):
         job.trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=ckpt_path)
         raise_if_pruned(job.trainer)  # what it logged stays; the run ends KILLED, tagged pruned
