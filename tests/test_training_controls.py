@@ -8,9 +8,11 @@ import torch
 from lightning import Callback
 from torch import nn
 
+from aigc.evaluate import evaluate
 from aigc.jobs.training import build_training
 from aigc.models.gan import r1_penalty
 from aigc.trainer.precision import choose_precision, cpu_has_amx
+from tests.conftest import composed
 
 QUICK = ("model=vae", "debug=fast", "logger=none", "data.download=false")
 
@@ -25,6 +27,21 @@ def test_ema_weights_are_the_ones_evaluated_and_saved(compose_cfg):
     assert not torch.equal(averaged[name], raw[name])  # the average is not the last step's weights
     # when training ends the model holds the average: what sampling, scoring and the MLflow model use
     assert torch.equal(job.model.state_dict()[name], averaged[name])
+
+
+def test_with_ema_the_image_metrics_score_the_average(tmp_path):
+    """Lightning swaps the average in and out around validation in callback order: the scores
+    logged at its end are the average's, as its checkpoint scores them."""
+    with composed("train", tmp_path, *QUICK, "callbacks=[default,ema]", "callbacks.ema.decay=0.5") as cfg:
+        job = build_training(cfg)
+        job.trainer.fit(job.model, datamodule=job.datamodule)
+    scored = job.trainer.callback_metrics
+    checkpoint = job.trainer.checkpoint_callback.last_model_path  # saved after the last validation
+    as_trained = (f"metrics.num_samples={cfg.metrics.num_samples}", "logger=none")
+    with composed("evaluate", tmp_path, f"ckpt_path={checkpoint}", *as_trained) as cfg:
+        rescored = evaluate(cfg)
+    for name in ("fid_mnist", "is_mnist"):
+        assert float(scored[f"val/{name}"]) == pytest.approx(rescored[f"test/{name}"], rel=1e-5), name
 
 
 def test_early_stopping_ends_training_when_the_objective_stops_improving(compose_cfg):

@@ -1,4 +1,4 @@
-"""A grid of images from fixed seeds after every N training epochs, saved as PNG and logged with its step."""
+"""A grid of images from fixed seeds after every N-th epoch's validation, saved as PNG and logged with its step."""
 
 import math
 
@@ -16,7 +16,8 @@ class SampleGrid(Contract):
 
     A class-conditional model (``num_classes``) draws one row per label, ``num_samples //
     num_classes`` images each. The grid's step is that of the epoch's last loss point, so it
-    lines up with the loss curves. Loggers that have ``log_image(key,
+    lines up with the loss curves. It is drawn at the end of validation, from the weights that
+    validation scores (with ``callbacks=[default,ema]``: the average). Loggers that have ``log_image(key,
     images, step)`` (ours, Lightning's WandbLogger) receive the grid; the PNG is
     also written under the run's output directory.
     """
@@ -31,8 +32,8 @@ class SampleGrid(Contract):
         self.every_n_epochs = every_n_epochs
         self.key = key
 
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if not due(trainer, self.every_n_epochs) or not trainer.is_global_zero:
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or not due(trainer, self.every_n_epochs):
             return
         classes = getattr(pl_module, "num_classes", None)
         if classes:

@@ -11,6 +11,7 @@ import lightning as L
 from hydra import compose
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
@@ -59,11 +60,13 @@ def build(
     configured = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
     if applicable_only:
         configured = [callback for callback in configured if applies(callback, model, datamodule)]
+    # Weight averaging (callbacks=[default,ema]) swaps the average in when validation starts and
+    # out when it ends, each time in callback order: last, so that the callbacks that score and
+    # draw at the end of validation see the average that validation's loss and the checkpoints see.
+    every = sorted([*configured, *callbacks], key=lambda callback: isinstance(callback, WeightAveraging))
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()] if rank_zero_only.rank == 0 else []
     precision, why = trainer_precision(cfg.trainer, model)
-    trainer = instantiate(
-        cfg.trainer, callbacks=[*configured, *callbacks], logger=loggers or False, precision=precision
-    )
+    trainer = instantiate(cfg.trainer, callbacks=every, logger=loggers or False, precision=precision)
     return Job(
         datamodule=datamodule,
         model=model,
