@@ -1,7 +1,7 @@
 """The framework's cost per training step, for every model: `python -m aigc.run` against the same
 nets, optimizers and batches in a plain PyTorch loop.
 
-    .venv/bin/python experiments/bare_loop.py [--pairs 3] [--steps 40] [--only gan vae lstm transformer]
+    .venv/bin/python experiments/bare_loop.py [--pairs 3] [--steps 40] [--only gan vae diffusion lstm transformer]
 
 Both sides compose the same real configs (`model=<m> data=<d>`), so the nets, their
 initialisation, the optimizers (and the language models' schedule and clipping), the batch size
@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +32,7 @@ FLOAT32 = "trainer.precision=32-true"  # as the bare loop computes (the default,
 MODELS = {
     "gan": ["model=gan", "data=mnist", "data.download=false"],
     "vae": ["model=vae", "data=mnist", "data.download=false"],
+    "diffusion": ["model=diffusion", "data=mnist", "data.download=false"],
     "lstm": ["model=lstm", "data=pydocs"],
     "transformer": ["model=transformer", "data=pydocs"],
 }
@@ -128,6 +130,14 @@ def bare_loop(name: str, steps: int, folder: str) -> float:
             model.losses(batch[0])["loss"].backward()
             optimizer.step()
 
+    elif name == "diffusion":
+        optimizer = model.configure_optimizers()
+
+        def step(batch):
+            optimizer.zero_grad()
+            model.losses(batch[0], model.drop_labels(batch[1])).backward()
+            optimizer.step()
+
     else:
         configured = model.configure_optimizers()
         optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
@@ -179,10 +189,14 @@ def main() -> None:
         lines.append(ab_row(f"`{' '.join(MODELS[name])}`", pairs, places=2))
     table = "\n".join(lines)
     print(table)
-    Path(__file__).with_suffix(".md").write_text(
-        "# The framework's cost per step\n\n`.venv/bin/python experiments/bare_loop.py` "
-        f"(2 CPU cores, offline, {args.steps} steps after {WARMUP} warm-up).\n\n{table}\n"
-    )
+    command = f"`.venv/bin/python experiments/bare_loop.py {' '.join(sys.argv[1:])}`".replace(" `", "`")
+    measured = f"{command} (2 CPU cores, offline, {args.steps} steps after {WARMUP} warm-up, {date.today()})"
+    results = Path(__file__).with_suffix(".md")
+    if set(args.only) == set(MODELS):
+        results.write_text(f"# The framework's cost per step\n\n{measured}.\n\n{table}\n")
+    else:  # some models: added below the last full table
+        with open(results, "a") as file:
+            file.write(f"\n### {measured}\n\n{table}\n")
 
 
 def ab_row(label: str, pairs: list[tuple[float, float]], places: int) -> str:

@@ -13,6 +13,7 @@ from PIL import Image
 from aigc.jobs.training import train
 from aigc.models.diffusion import Diffusion
 from aigc.serving.generator import Generator
+from aigc.trainer.precision import cpu_has_amx
 from tests.conftest import client_for, composed, only_run
 
 TINY = (
@@ -153,3 +154,26 @@ def test_a_run_scores_its_samples_labels_and_grid_and_resumes_exactly(tmp_path):
     (grid,) = sorted((interrupted / "logs").glob("**/samples/epoch_003.png"))
     # debug=fast's 16 samples: a row per label of 16 // 10 = 1 image, 28 pixels and 2 of padding each
     assert Image.open(grid).size == (2 + 30, 2 + 10 * 30)
+
+
+@pytest.mark.slow
+def test_the_diffusion_experiment_trains_an_ema_in_bf16_where_it_pays_and_scores_after_its_last_epoch(tmp_path):
+    """`experiment=diffusion_mnist` (experiments/diffusion.md), shortened by debug=fast: scored once,
+    at the end, with the sampler it reports with; its checkpoints keep the raw weights beside the average."""
+    overrides = ("experiment=diffusion_mnist", "debug=fast", "data.download=false", "metrics.inception=false")
+    with composed("train", tmp_path, *overrides) as cfg:
+        train(cfg)
+    run = only_run(client_for(tmp_path))
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert (params["model.net.channels"], params["model.sampler"], params["model.steps"]) == (
+        "[16, 32, 64]",
+        "dpm++",
+        "10",
+    )
+    assert params["model.prediction"] == "v_prediction" and params["callbacks.ema.decay"] == "0.995"
+    assert run.data.tags["aigc.precision"].startswith("bf16-mixed (auto" if cpu_has_amx() else "32-true (auto")
+    history = client_for(tmp_path).get_metric_history(run.info.run_id, "val/acc_mnist")
+    assert [m.step for m in history] == [2 * 3 - 1]  # debug=fast: 2 epochs of 3 batches, scored after the last
+    checkpoint = torch.load(f"{run.data.tags['aigc.checkpoints']}/last.ckpt", weights_only=True)
+    assert set(checkpoint["state_dict"]) == set(checkpoint["current_model_state"])

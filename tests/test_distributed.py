@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from aigc.data.text import ConsecutiveWindows
 from aigc.evaluate import evaluate
 from tests.conftest import client_for, composed, only_run, run_aigc, user_env
+from tests.test_diffusion import TINY
 
 pytestmark = pytest.mark.slow
 ONE_EPOCH = ("debug=fast", "trainer.max_epochs=1")
@@ -55,6 +56,21 @@ def test_a_gan_trains_on_two_cpu_processes_into_one_run_and_scores_the_same_on_o
     with composed("evaluate", tmp_path, f"ckpt_path={checkpoint}", *as_trained) as cfg:
         one = evaluate(cfg)
     for name in ("fid_mnist", "is_mnist", "kid_mnist"):
+        assert run.data.metrics[f"val/{name}"] == pytest.approx(one[f"test/{name}"], rel=1e-5), name
+
+
+def test_a_diffusion_model_trains_on_two_cpu_processes_and_scores_as_one_process_scores_it(tmp_path: Path):
+    """A conditional diffusion model under DDP: its samples' scores and label accuracy after the
+    last epoch equal what one process gives its checkpoint."""
+    result = run_aigc(tmp_path, "trainer=ddp_cpu", *TINY, "data.download=false", "metrics.inception=false", *ONE_EPOCH)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = only_run(client_for(tmp_path))
+    assert run.info.status == "FINISHED" and run.data.params["trainer.devices"] == "2"
+    checkpoint = f"{run.data.tags['aigc.checkpoints']}/last.ckpt"
+    as_trained = (f"metrics.num_samples={run.data.params['metrics.num_samples']}", "trainer=cpu", "logger=none")
+    with composed("evaluate", tmp_path, f"ckpt_path={checkpoint}", "metrics.inception=false", *as_trained) as cfg:
+        one = evaluate(cfg)
+    for name in ("fid_mnist", "is_mnist", "acc_mnist"):
         assert run.data.metrics[f"val/{name}"] == pytest.approx(one[f"test/{name}"], rel=1e-5), name
 
 
