@@ -2,7 +2,8 @@
 
     .venv/bin/python experiments/diffusion.py cost       # ms per training step, s per sampling step
     .venv/bin/python experiments/diffusion.py race       # experiment=gan_mnist against experiment=diffusion_mnist
-    .venv/bin/python experiments/diffusion.py race --only diffusion_mnist_30min   # 190 epochs, scored at 95 and 190
+    .venv/bin/python experiments/diffusion.py race --only diffusion_mnist_30min   # 185 epochs, guidance 1.25
+    .venv/bin/python experiments/diffusion.py race --only gan_mnist_conditional vae_mnist_conditional
     .venv/bin/python experiments/diffusion.py race --only epsilon_20_epochs v_prediction_20_epochs flow_20_epochs
     .venv/bin/python experiments/diffusion.py samplers <last.ckpt>   # FID, IS, accuracy, seconds per sampler
 
@@ -47,7 +48,18 @@ SHORT = [  # what the training objectives are compared on: 20 epochs, scored onc
 RACES = {
     "gan_mnist": ["experiment=gan_mnist"],
     "diffusion_mnist": ["experiment=diffusion_mnist"],
-    "diffusion_mnist_30min": ["experiment=diffusion_mnist", "trainer.max_epochs=190", "metrics.every_n_epochs=95"],
+    "diffusion_mnist_30min": ["experiment=diffusion_mnist", "trainer.max_epochs=185", "model.guidance=1.25"],
+    # the conditional GAN and VAE in the same time
+    "gan_mnist_conditional": ["experiment=gan_mnist", "model.num_classes=10"],
+    "vae_mnist_conditional": [
+        "model=vae",
+        "data=mnist",
+        "model.num_classes=10",
+        "trainer.max_epochs=300",
+        "metrics.every_n_epochs=50",
+        "callbacks.sample_grid.every_n_epochs=50",
+        "callbacks.reconstruction_grid.every_n_epochs=50",
+    ],
     "epsilon_20_epochs": ["experiment=diffusion_mnist", *SHORT, "model.prediction=epsilon"],
     "v_prediction_20_epochs": ["experiment=diffusion_mnist", *SHORT, "model.prediction=v_prediction"],
     "flow_20_epochs": ["experiment=diffusion_mnist", *SHORT, "model.prediction=flow", "model.sampler=euler"],
