@@ -64,6 +64,7 @@ RACES = {
     "v_prediction_20_epochs": ["experiment=diffusion_mnist", *SHORT, "model.prediction=v_prediction"],
     "flow_20_epochs": ["experiment=diffusion_mnist", *SHORT, "model.prediction=flow", "model.sampler=euler"],
 }
+SCRATCH = tempfile.TemporaryDirectory(prefix="diffusion-")  # the composed configs' paths: data, caches; removed at exit
 NETS = {  # model.net overrides of each net the cost table prices
     "32-64-64 attention": {"channels": [32, 64, 64], "attention": True},
     "32-64-64": {"channels": [32, 64, 64], "attention": False},
@@ -75,20 +76,19 @@ GUIDANCE = [0.0, 1.0, 2.0, 3.0]
 
 
 def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            name = line.split(":", 1)[1].strip()
-            flags = Path("/proc/cpuinfo").read_text()
-            return f"{name}, {'AMX' if 'amx_bf16' in flags else 'no AMX'}, {os.cpu_count()} cores"
-    return platform.processor()
+    from aigc.trainer.precision import cpu_has_amx
+
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
+    amx = "AMX" if cpu_has_amx() else "no AMX"
+    return f"{names[0] if names else platform.processor()}, {amx}, {os.cpu_count()} cores"
 
 
 def composed(*overrides: str):
     """``experiment=diffusion_mnist`` with ``overrides``, its paths in a temporary folder (no Hydra run here)."""
     from hydra import compose, initialize_config_dir
 
-    folder = tempfile.mkdtemp(prefix="diffusion-")
-    paths = [f"paths.root_dir={folder}", f"paths.output_dir={folder}"]
+    paths = [f"paths.root_dir={SCRATCH.name}", f"paths.output_dir={SCRATCH.name}"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose("train", overrides=["experiment=diffusion_mnist", *OFFLINE, *paths, *overrides])
 
