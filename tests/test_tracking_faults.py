@@ -304,3 +304,18 @@ def test_a_planted_spool_can_not_upload_files_from_elsewhere_or_call_other_metho
     with pytest.raises(ValueError, match="not a tracking write"):
         replay(client, spool)
     assert client.get_run(run_id).info.lifecycle_stage == "active"
+
+
+def test_a_write_after_the_run_has_closed_still_reaches_the_store(tmp_path: Path):
+    """The writer thread may be gone once the run's last flush closed it (an error's traceback,
+    a rescoring's scores): a later write must not wait in a queue nobody reads."""
+    from aigc.tracking.store.writer import SpoolingClient
+
+    client = client_for(tmp_path)
+    run_id = client.create_run(client.create_experiment("closed")).info.run_id
+    spooling = SpoolingClient(MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"), tmp_path / "spool", "sqlite")
+    spooling.set_terminated(run_id, "FAILED")
+    assert spooling.flush(timeout_s=30, close=True) == 0
+    time.sleep(0.2)  # the writer thread has seen the close and ended
+    spooling.log_text(run_id, "the traceback", "error.txt")
+    assert [artifact.path for artifact in client.list_artifacts(run_id)] == ["error.txt"]

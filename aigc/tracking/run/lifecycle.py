@@ -18,9 +18,10 @@ def tracked_run(logger: MLflowLogger | None) -> Iterator[None]:
 
     Lightning marks the run FAILED on any exception (``finalize("failed")``);
     this sets the final word: KILLED for a signal or a pruned sweep trial (tagged
-    ``aigc.sweep.pruned=true``), and FAILED with the traceback
-    saved as ``error.txt``, the status first: an artifact that can't be written (a full
-    disk, an unwritable folder) never leaves the run RUNNING. Everything already logged stays.
+    ``aigc.sweep.pruned=true``), and FAILED with the traceback saved as ``error.txt``, queued
+    before the status so that the run's last flush sends it: an artifact that can't be written
+    (a full disk, an unwritable folder) is spooled alone and never leaves the run RUNNING.
+    Everything already logged stays.
     """
     handlers = raise_on_signals()
     try:
@@ -34,10 +35,10 @@ def tracked_run(logger: MLflowLogger | None) -> Iterator[None]:
         _end(logger, "KILLED")
         raise
     except BaseException as error:
-        _end(logger, "FAILED")
-        if logger is not None:
+        if logger is not None and logger.run_id is not None:
             text = "".join(traceback.format_exception(error))
             optional_write(lambda: logger.log_text_artifact(text, "error.txt"), "error.txt")
+        _end(logger, "FAILED")
         raise
     else:
         _end(logger, "FINISHED")

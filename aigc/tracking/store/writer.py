@@ -137,6 +137,10 @@ class SpoolingClient:
             print(f"Warning: a tracking write ({name}) could not be staged: {first_line(error)}", file=sys.stderr)
             return
         self._run_id = self._run_id or record["args"].get("run_id")
+        if self._closed.is_set():  # the run has ended and its writer may be gone: write it now
+            with self._lock:
+                self._to_spool(record) if self.degraded else self._send(record)
+            return
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._work, name=WRITER_THREAD, daemon=True)
             self._thread.start()
