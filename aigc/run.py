@@ -40,14 +40,14 @@ def main(cfg: DictConfig) -> float | Exception | None:
     except PRUNED as pruned:  # only in an Optuna sweep
         print(f"\n{pruned}; its MLflow run ends KILLED, tagged aigc.sweep.pruned=true")
         return pruned  # the job did its part: the sweeper records the trial PRUNED, not failed
-    except USER_ERRORS as error:
-        print(f"\nError: {error}", file=sys.stderr)
-        if in_sweep:
-            raise
-        sys.exit(1)
     except Exception as raised:
         # Hydra's instantiate wraps what a constructor raised, naming only the class: the cause says what to fix
         error = raised.__cause__ if isinstance(raised, InstantiationException) and raised.__cause__ else raised
+        if isinstance(error, USER_ERRORS):
+            print(f"\nError: {error}", file=sys.stderr)
+            if in_sweep:
+                raise
+            sys.exit(1)
         where = traceback.extract_tb(error.__traceback__)[-1]
         log = Path(HydraConfig.get().runtime.output_dir) / "error.log"
         try:

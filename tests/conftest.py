@@ -5,13 +5,11 @@ import os
 # start, share 2 cores; torch's default of a thread per core oversubscribes them (measured: a
 # quarter of the suite's time). Set before torch is imported; subprocesses inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -208,63 +206,3 @@ def interrupt_when(process: subprocess.Popen, folder: Path, ready, signum: int, 
         return process.communicate(timeout=120)[0]
     finally:
         process.kill()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class MlflowServer:
-    """``mlflow server`` on a loopback port, its SQLite store and artifacts in ``folder``: started,
-    killed and started again on the same port and store, as a real outage would go."""
-
-    def __init__(self, folder: Path, backend: Path | None = None):
-        self.folder = folder
-        self.backend = backend or folder / "server.db"
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> "MlflowServer":
-        log = open(self.folder / "mlflow_server.log", "a")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{self.backend}",
-                "--artifacts-destination",
-                str(self.folder / "server_artifacts"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                self.url.rsplit(":", 1)[1],
-                "--workers",
-                "1",
-            ],
-            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the workers it forks go down with it
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.url}/health", timeout=2).close()
-                return self
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    pytest.fail(
-                        f"mlflow server did not start:\n{(self.folder / 'mlflow_server.log').read_text()[-2000:]}"
-                    )
-                time.sleep(0.5)
-
-    def stop(self, signum: int = signal.SIGKILL) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signum)
-            self.process.wait(timeout=30)
-        self.process = None

@@ -45,6 +45,9 @@ def test_the_named_noise_is_dropped_and_what_matters_is_kept(quiet):
     assert logging.getLogger("lightning").propagate is False  # Lightning's handler prints it, Hydra's doesn't again
     with warnings.catch_warnings(record=True) as caught:
         warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ...", FutureWarning, stacklevel=1)
+        warnings.warn(
+            "Precision bf16-mixed is not supported by the model summary.  Estimated ...", UserWarning, stacklevel=1
+        )
         warnings.warn("something else is deprecated", FutureWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["something else is deprecated"]
 

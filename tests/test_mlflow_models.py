@@ -28,7 +28,8 @@ from aigc.sample import sample
 from aigc.serving.generator import Generator
 from aigc.serving.pyfunc import MAX_IMAGES, generate
 from aigc.serving.registry import download_weights, model_of_run, register
-from tests.conftest import CONF_DIR, all_runs, client_for, composed, free_port, run_aigc, user_env
+from tests.conftest import CONF_DIR, all_runs, client_for, composed, run_aigc, user_env
+from tests.servers import free_port
 
 # one worker trains the module's two runs (pytest -n 2 --dist loadgroup), not each
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained_models")]

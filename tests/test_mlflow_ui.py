@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MlflowServer, client_for
+from tests.conftest import client_for
+from tests.servers import MlflowServer
 
 # the tests on the session's VAE sweep share one worker, so it runs once (--dist loadgroup)
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("vae_sweep")]

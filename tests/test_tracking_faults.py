@@ -20,7 +20,8 @@ from aigc import runs
 from aigc.common.tags import HEARTBEAT as HEARTBEAT_TAG
 from aigc.jobs.training import train
 from aigc.tracking.store.liveness import lost, reap
-from tests.conftest import MlflowServer, all_runs, client_for, composed, free_port, only_run, run_aigc, user_env
+from tests.conftest import all_runs, client_for, composed, only_run, run_aigc, user_env
+from tests.servers import MlflowServer, free_port
 
 pytestmark = pytest.mark.slow
 VAE = ("model=vae", "debug=fast", "data.download=false", "metrics.inception=false")

@@ -20,8 +20,9 @@ def evaluation_samples(trainer, pl_module, num_samples: int, seed: int, batch_si
     """``num_samples`` images: batch ``i`` from seed ``seed + i``, so the same weights give the same
     images on any device; a class-conditional model (``num_classes``) draws every class in turn.
     Generated as the model computes in training (under bf16-mixed: autocast), once per evaluation
-    (the trainer's step and stage) whichever callback asks first."""
-    drawn = (trainer.global_step, str(trainer.state.stage), num_samples, seed, batch_size)
+    (the trainer's step and stage, the model's sampling options) whichever callback asks first."""
+    options = getattr(pl_module, "sampling_options", None)  # a diffusion model's sampler, steps, guidance
+    drawn = (trainer.global_step, str(trainer.state.stage), num_samples, seed, batch_size, repr(options))
     cached = getattr(pl_module, _CACHE, None)
     if cached is not None and cached[0] == drawn:
         return cached[1]

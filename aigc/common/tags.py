@@ -11,6 +11,8 @@ END = "aigc.end"  # "lost": ended FAILED by `aigc.runs reap`, its heartbeat stop
 TASK = "aigc.task"  # "evaluate" on a run that scored a model as configured, untrained (aigc.evaluate model=...)
 PRECISION = "aigc.precision"  # what the Trainer computed in, and why ("bf16-mixed (auto: a CUDA GPU with bf16)")
 OBJECTIVE = "aigc.objective"  # "<mode> <metric>": what "best" means for the run (conf/objective/)
+PUSHED_FROM = "aigc.pushed_from"  # the id of the run this one was copied from by aigc.push (another store's)
+RERUN_OF = "aigc.rerun_of"  # the id of the run whose stored config this run recomposed (aigc.run rerun=)
 
 # an experiment: which of its views the MLflow UI opens (MLflow's own tag, which the UI writes when a
 # user switches views); aigc's experiments are model training, not the GenAI view (traces, prompts)

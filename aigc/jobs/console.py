@@ -26,16 +26,18 @@ DROPPED_LINES = [
     # printed when the Trainer is built, before a bad config is refused; training prints its own, with the reason
     ("lightning.pytorch.utilities.rank_zero", "mixed precision chosen", r"^Using \w+ Automatic Mixed Precision"),
 ]
+# warnings raised inside a dependency about its own internals, which a user cannot act on
+DEPENDENCY_WARNINGS = [
+    ("Lightning's pytree helpers use a torch API it deprecated", r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
+    # the summary's size column assumes 32-bit parameters under bf16-mixed (their storage is float32)
+    ("Lightning's model summary under bf16-mixed", r"Precision bf16-mixed is not supported by the model summary"),
+]
 # loggers whose INFO lines are dropped (their warnings and errors still show), and what those lines say
 QUIET_LOGGERS = {
     "mlflow.system_metrics": "system metrics monitoring starts and stops (the metrics are in the run)",
     "mlflow.store.db.utils": "a new SQLite store creates its tables",
     "mlflow.pyfunc": "the run's model is checked against its input example",
 }
-# warnings raised inside a dependency about the dependency's own use of another one
-DEPENDENCY_WARNINGS = [
-    ("Lightning's pytree helpers use a torch API it deprecated", r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
-]
 
 # Hydra's words for a mismatch of groups, and what the user can do about it
 _HYDRA_HINTS = {

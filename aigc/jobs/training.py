@@ -26,6 +26,7 @@ from aigc.jobs.build import Job, build
 from aigc.tracking.run.record import recorded_config, typed_overrides
 from aigc.tracking.run.resume import resume_point
 from aigc.tracking.run.tracker import Record
+from aigc.tracking.store.client import SignInRefused
 
 
 def build_training(cfg: DictConfig) -> Job:
@@ -109,6 +110,6 @@ def claim_checkpoint_folder(trainer: L.Trainer) -> Path | None:
 
 
 # the user's input, or what it names: their one line says it all
-USER_ERRORS = (ConfigError, MissingCapability, PretrainedUnavailable)
+USER_ERRORS = (ConfigError, MissingCapability, PretrainedUnavailable, SignInRefused)
 # a sweep's pruner stopped the job: neither a success nor a failure (the sweeper records it PRUNED)
 PRUNED = TrialPruned

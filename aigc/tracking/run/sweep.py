@@ -47,7 +47,13 @@ from aigc.serving.registry import register
 from aigc.tracking.run.logger import UninterruptedClient, optional_write
 from aigc.tracking.run.record import flatten, objective_tag, read_objective, recorded, typed_overrides
 from aigc.tracking.run.signals import interrupted_by, raise_on_signals, restore_signals
-from aigc.tracking.store.client import TrackingUnreachable, experiment_id, open_store, reachable_store
+from aigc.tracking.store.client import (
+    SignInRefused,
+    TrackingUnreachable,
+    experiment_id,
+    open_store,
+    reachable_store,
+)
 from hydra_plugins.aigc_optuna_sweeper.optuna_sweeper import TARGET as OPTUNA_SWEEPER
 
 PARENT_RUN_ENV = "AIGC_SWEEP_PARENT_RUN_ID"
@@ -81,7 +87,7 @@ class SweepRun(Callback):
             self._client = UninterruptedClient(open_store(self.tracking_uri, must_exist=False))
             with reachable_store(self.tracking_uri):
                 self.run_id = self._open_parent(config)
-        except TrackingUnreachable as error:
+        except (TrackingUnreachable, SignInRefused) as error:
             print(f"Error: {error}", file=sys.stderr)
             sys.exit(1)
         except Exception as error:

@@ -5,12 +5,16 @@ Measured pitfalls this module exists for (DESIGN.md):
   (``duplicate column name``, alembic errors);
 - several processes creating the same experiment at once: the losers get an
   error, or a run filed under **Default**.
-So the store and the experiment are created under an exclusive file lock beside
-the SQLite file, and runs are always created with an explicit experiment id.
+So a SQLite store and its experiments are created under an exclusive file lock beside
+the SQLite file; on a server the losers of the race take the winner's experiment; and runs are
+always created with an explicit experiment id. A server with sign-in is asked first whether the
+environment's credentials are good (``check_signed_in``).
 """
 
+import base64
 import fcntl
 import logging
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,7 +24,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from aigc.common import tags
 from aigc.common.errors import first_line
@@ -59,13 +63,44 @@ def reachable_store(uri: str, timeout_s: float = 5.0) -> Iterator[None]:
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             raise TrackingUnreachable(f"MLflow tracking server {uri} is unreachable ({reason}): {FIX}") from None
+        check_signed_in(uri, timeout_s)
     try:
         with store_lock(uri):
             yield
+    except SignInRefused:
+        raise
     except OSError as error:
         raise TrackingUnreachable(f"cannot create the MLflow store {uri} ({error}): {FIX}") from None
     except Exception as error:
         raise TrackingUnreachable(f"MLflow tracking store {uri} failed: {first_line(error)}: {FIX}") from None
+
+
+class SignInRefused(PermissionError):
+    """The tracking server asks for a sign-in that the environment does not give."""
+
+
+def check_signed_in(uri: str, timeout_s: float = 5.0) -> None:
+    """A server with sign-in (``mlflow server --app-name basic-auth``) takes the credentials that
+    MLflow's client reads from the environment; refuse in one line, before anything is built, when
+    it does not. ``/health`` answers everyone, so ask for something that needs a sign-in."""
+    request = urllib.request.Request(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1")
+    username, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if username and password:
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode())
+    elif token := os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        urllib.request.urlopen(request, timeout=timeout_s).close()
+    except urllib.error.HTTPError as error:
+        if error.code not in (401, 403):
+            return  # not ours to judge here: the client's own call says what went wrong
+        given = f"user '{username}' was refused" if username and password else "no credentials were given"
+        raise SignInRefused(
+            f"MLflow tracking server {uri} asks for a sign-in and {given} (HTTP {error.code}): "
+            "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to your account on it"
+        ) from None
+    except (urllib.error.URLError, OSError):
+        return  # /health answered a moment ago; the client's own call will say what went wrong
 
 
 @contextmanager
@@ -126,12 +161,21 @@ def experiment_id(client: MlflowClient, name: str) -> str:
     MLflow UI opens it in its model-training view (``tags.EXPERIMENT_KIND``), unless someone chose
     another view for it.
 
-    Call under ``store_lock``, so that concurrent callers agree on one experiment.
+    A SQLite store is held under ``store_lock``; a server's processes (several machines at once)
+    race instead, and the database's unique name decides: the losers take the winner's experiment
+    (mlflow#4123 is this race in MLflow's own ``set_experiment``).
     """
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None and experiment.lifecycle_stage != "deleted":
-        if tags.EXPERIMENT_KIND not in experiment.tags:  # made before aigc set it
-            client.set_experiment_tag(experiment.experiment_id, tags.EXPERIMENT_KIND, tags.MODEL_TRAINING)
-        return experiment.experiment_id
-    location = default_artifact_location(client.tracking_uri, name)
-    return client.create_experiment(name, artifact_location=location, tags={tags.EXPERIMENT_KIND: tags.MODEL_TRAINING})
+    if experiment is None or experiment.lifecycle_stage == "deleted":
+        location = default_artifact_location(client.tracking_uri, name)
+        try:
+            return client.create_experiment(
+                name, artifact_location=location, tags={tags.EXPERIMENT_KIND: tags.MODEL_TRAINING}
+            )
+        except MlflowException as error:
+            if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS) or experiment is not None:
+                raise
+        experiment = client.get_experiment_by_name(name)
+    if tags.EXPERIMENT_KIND not in experiment.tags:  # made before aigc set it
+        client.set_experiment_tag(experiment.experiment_id, tags.EXPERIMENT_KIND, tags.MODEL_TRAINING)
+    return experiment.experiment_id

@@ -1,0 +1,146 @@
+"""A team's tracking server, as docs/team.md sets it up: ``mlflow server`` on PostgreSQL, artifacts
+proxied to S3 (moto), sign-in with ``--app-name basic-auth``, credentials from the environment."""
+
+import multiprocessing
+import os
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import composed, run_aigc
+from tests.servers import MlflowServer, MotoS3, Postgres
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("team_server")]
+
+PASSWORD = "team-pw-7f3a9c"  # grepped for in everything a run writes
+# the server's connections to its database: per worker process, at most pool size + overflow
+POOL = {"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "4", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "4"}
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("team")
+    postgres = Postgres().start()
+    s3 = MotoS3(folder)
+    server = None
+    try:
+        s3.start()
+        server = MlflowServer(
+            folder,
+            backend_uri=postgres.database("mlflow"),
+            artifacts="s3://mlflow/artifacts",
+            admin_password=PASSWORD,
+            auth_database_uri=postgres.database("mlflow_auth"),
+            env={**s3.env, "MLFLOW_S3_ENDPOINT_URL": s3.url, **POOL},
+        ).start()
+        signed_in = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": PASSWORD}
+        yield SimpleNamespace(url=server.url, postgres=postgres, s3=s3, server=server, env=signed_in)
+    finally:
+        if server is not None:
+            server.stop()
+        s3.stop()
+        postgres.stop()
+
+
+def client_of(team, monkeypatch) -> MlflowClient:
+    for key, value in team.env.items():
+        monkeypatch.setenv(key, value)
+    return MlflowClient(team.url)
+
+
+def test_a_run_signs_in_from_the_environment_and_its_artifacts_reach_s3(team, tmp_path: Path, monkeypatch):
+    env = {"MLFLOW_TRACKING_URI": team.url, **team.env}
+    result = run_aigc(tmp_path, "debug=fast", "data.download=false", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = client_of(team, monkeypatch)
+    (run,) = client.search_runs([client.get_experiment_by_name("gan-mnist").experiment_id])
+    assert run.info.status == "FINISHED" and "train/loss_g" in run.data.metrics
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied: the client holds no S3 key
+    assert any(run.info.run_id in key and key.endswith("config.yaml") for key in team.s3.objects())
+
+    # the other commands, in this process, signed in the same way
+    from aigc.compare import compare
+    from aigc.sample import sample
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", team.url)
+    with composed("sample", tmp_path, f"run_id={run.info.run_id}", "num_samples=4", f"out={tmp_path}/4.png") as cfg:
+        sample(cfg)
+    assert (tmp_path / "4.png").stat().st_size > 0
+    with composed("compare", tmp_path, "experiment_name=gan-mnist") as cfg:
+        assert [compared.info.run_id for compared in compare(cfg).runs] == [run.info.run_id]
+
+    # the password is nowhere in what the run wrote: its folder, its record, its artifacts
+    leaks = subprocess.run(["grep", "-rl", PASSWORD, str(tmp_path)], capture_output=True, text=True).stdout
+    assert leaks == ""
+    stored = {**run.data.params, **run.data.tags}
+    assert not [key for key, value in stored.items() if PASSWORD in value]
+    for artifact in client.list_artifacts(run.info.run_id, "config"):
+        local = client.download_artifacts(run.info.run_id, artifact.path, str(tmp_path / "downloaded"))
+        assert PASSWORD not in Path(local).read_text()
+    dump = team.postgres.dump("mlflow")
+    assert run.info.run_id in dump and PASSWORD not in dump
+
+
+def test_no_or_a_wrong_password_is_one_line_naming_what_to_set(team, tmp_path: Path):
+    result = run_aigc(tmp_path, "debug=fast", "data.download=false", env={"MLFLOW_TRACKING_URI": team.url})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: MLflow tracking server {team.url} asks for a sign-in and no credentials were given (HTTP 401): "
+        "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to your account on it"
+    )
+    assert not (tmp_path / "logs").exists() or not list((tmp_path / "logs").rglob("checkpoints/*"))
+
+    from aigc.tracking.store.client import SignInRefused, open_store
+
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = "admin", "wrong"
+    try:
+        with pytest.raises(SignInRefused, match="user 'admin' was refused"):
+            open_store(team.url)
+    finally:
+        del os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]
+
+
+def _first_run(tracking_uri: str, experiment: str, env: dict, start, points: int, spool: str) -> None:
+    """What ``aigc.run`` does with its store, from the moment it connects: one new run, ``points``
+    metric points through the writer, FINISHED."""
+    os.environ.update(env)
+    from aigc.tracking.run.lifecycle import tracked_run
+    from aigc.tracking.run.logger import MLflowLogger
+
+    logger = MLflowLogger(tracking_uri, experiment, spool_dir=spool, pyfunc=False)
+    start.wait(timeout=60)
+    logger.check_reachable()
+    logger.open_run()
+    with tracked_run(logger):
+        for step in range(points):
+            logger.log_metrics({"train/loss": 1.0 / (step + 1)}, step=step)
+
+
+@pytest.mark.parametrize("store", ["server", "sqlite"])
+def test_four_processes_start_a_new_experiment_at_once_into_one_experiment_losing_no_point(
+    store, team, tmp_path: Path, monkeypatch
+):
+    uri = team.url if store == "server" else f"sqlite:///{tmp_path}/mlflow.db"
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(4)
+    workers = [
+        context.Process(target=_first_run, args=(uri, "raced", team.env, start, 300, str(tmp_path / f"spool{i}")))
+        for i in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=180)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0, 0]
+    client = client_of(team, monkeypatch) if store == "server" else MlflowClient(uri)
+    assert client.search_runs(["0"]) == []  # none of them lost the race into Default
+    runs = client.search_runs([client.get_experiment_by_name("raced").experiment_id])
+    assert len(runs) == 4 and {run.info.status for run in runs} == {"FINISHED"}
+    for run in runs:
+        assert [point.step for point in client.get_metric_history(run.info.run_id, "train/loss")] == list(range(300))
+    if store == "server":  # runs talk HTTP; only the server holds database connections, and its pool bounds them
+        pool = int(POOL["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]) + int(POOL["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"])
+        assert 0 < team.postgres.connections("mlflow") <= pool
