@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
+import mlflow
 import pytest
 from mlflow import MlflowClient
 
@@ -93,7 +94,8 @@ def test_no_or_a_wrong_password_is_one_line_naming_what_to_set(team, tmp_path: P
     )
     assert not (tmp_path / "logs").exists() or not list((tmp_path / "logs").rglob("checkpoints/*"))
 
-    from aigc.tracking.store.client import SignInRefused, open_store
+    from aigc.common.errors import SignInRefused
+    from aigc.tracking.store.client import open_store
 
     os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = "admin", "wrong"
     try:
@@ -144,3 +146,33 @@ def test_four_processes_start_a_new_experiment_at_once_into_one_experiment_losin
     if store == "server":  # runs talk HTTP; only the server holds database connections, and its pool bounds them
         pool = int(POOL["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]) + int(POOL["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"])
         assert 0 < team.postgres.connections("mlflow") <= pool
+
+
+def test_a_run_made_offline_is_pushed_into_the_server_with_its_model(team, tmp_path: Path, monkeypatch, capsys):
+    from aigc import push
+    from aigc.jobs.training import train
+
+    with composed("train", tmp_path, "debug=fast", "data.download=false") as cfg:
+        train(cfg)  # into ./mlflow.db: the laptop on the train
+    local = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (offline,) = local.search_runs([local.get_experiment_by_name("gan-mnist").experiment_id])
+    server = client_of(team, monkeypatch)
+    push.main([str(tmp_path / "mlflow.db"), f"to={team.url}"])
+    push.main([str(tmp_path / "mlflow.db"), f"to={team.url}"])  # twice: the second adds nothing
+    said = capsys.readouterr().out
+    assert f"1 runs pushed into {team.url}; 0 were there already" in said
+    assert f"0 runs pushed into {team.url}; 1 were there already" in said
+    (copy,) = server.search_runs(
+        [server.get_experiment_by_name("gan-mnist").experiment_id],
+        filter_string=f"tags.`aigc.pushed_from` = '{offline.info.run_id}'",
+    )
+    points = [(p.step, p.timestamp, p.value) for p in server.get_metric_history(copy.info.run_id, "train/loss_g")]
+    assert points == [
+        (p.step, p.timestamp, p.value) for p in local.get_metric_history(offline.info.run_id, "train/loss_g")
+    ]
+    mlflow.set_tracking_uri(team.url)
+    try:
+        model = mlflow.pyfunc.load_model(f"runs:/{copy.info.run_id}/model")  # its files through the server, from S3
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert model.metadata.run_id == copy.info.run_id

@@ -4,6 +4,11 @@
 _HYDRA_NOISE = ("Config search path", "Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_type=")
 
 
+class SignInRefused(PermissionError):
+    """A tracking server asks for a sign-in that the environment does not give (raised by
+    ``aigc.tracking.store.client.check_signed_in``; the commands print it as the user's error)."""
+
+
 def first_line(error: BaseException, limit: int = 300) -> str:
     """The first line of an error's message (its type's name when it has none), at most ``limit`` characters."""
     text = str(error).strip()

@@ -19,14 +19,15 @@ from aigc.callbacks.random_state import RandomState
 from aigc.callbacks.trial_pruning import TrialPruning, raise_if_pruned
 from aigc.common import tags
 from aigc.common.capabilities import MissingCapability
+from aigc.common.errors import SignInRefused
 from aigc.common.hub import PretrainedUnavailable
 from aigc.common.stored import read_checkpoint
 from aigc.config.validation import ConfigError, check_trainable, validate
 from aigc.jobs.build import Job, build
 from aigc.tracking.run.record import recorded_config, typed_overrides
+from aigc.tracking.run.rerun import rerun_config
 from aigc.tracking.run.resume import resume_point
 from aigc.tracking.run.tracker import Record
-from aigc.tracking.store.client import SignInRefused
 
 
 def build_training(cfg: DictConfig) -> Job:
@@ -42,6 +43,9 @@ def build_training(cfg: DictConfig) -> Job:
 def train(cfg: DictConfig) -> float | None:
     """Check, build, load the data, then open the MLflow run and fit: a command that can't train
     (a bad config, missing data, an unreachable store) stops before any run exists."""
+    overrides = typed_overrides(HydraConfig.get().overrides.task)
+    if cfg.get("rerun"):
+        cfg, overrides = rerun_config(cfg, overrides)
     validate(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is a param of the run
@@ -56,7 +60,7 @@ def train(cfg: DictConfig) -> float | None:
     job.datamodule.setup("fit")
     source = getattr(job.datamodule, "source", None)  # the datamodule printed which source served
     check_trainable(job.datamodule, job.model, job.trainer.callbacks)
-    record = Record(job.config, typed_overrides(HydraConfig.get().overrides.task), source, job.datamodule.state_dict())
+    record = Record(job.config, overrides, source, job.datamodule.state_dict())
     rank_zero_only(print)(f"Precision: {job.precision}")
     with job.tracker.run(run_tags(job, checkpoints), record):
         job.trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=ckpt_path)
@@ -73,6 +77,8 @@ def train(cfg: DictConfig) -> float | None:
 def run_tags(job: Job, checkpoints: Path | None) -> dict[str, str]:
     """Where the run computes and writes, and in a sweep which job it is."""
     where = {tags.PRECISION: job.precision} | ({tags.CHECKPOINTS: str(checkpoints)} if checkpoints else {})
+    if job.config.get("rerun"):
+        where[tags.RERUN_OF] = job.config["rerun"]
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode == RunMode.MULTIRUN:
         where |= {tags.SWEEP_JOB: str(hydra_cfg.job.num), tags.SWEEP_DIR: str(Path(hydra_cfg.sweep.dir).resolve())}

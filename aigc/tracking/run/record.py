@@ -171,6 +171,11 @@ def provenance_tags(data: DataSource | None) -> dict[str, str]:
     return provenance
 
 
+def code_commit() -> str:
+    """The git commit of the checkout aigc runs from ("unknown" outside one)."""
+    return _git(Path(__file__).parent)[0]
+
+
 def _git(code_dir: Path) -> tuple[str, str]:
     def git(*args: str) -> str:
         return subprocess.run(

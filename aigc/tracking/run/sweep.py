@@ -42,18 +42,12 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from aigc.common import tags
-from aigc.common.errors import one_line
+from aigc.common.errors import SignInRefused, one_line
 from aigc.serving.registry import register
 from aigc.tracking.run.logger import UninterruptedClient, optional_write
 from aigc.tracking.run.record import flatten, objective_tag, read_objective, recorded, typed_overrides
 from aigc.tracking.run.signals import interrupted_by, raise_on_signals, restore_signals
-from aigc.tracking.store.client import (
-    SignInRefused,
-    TrackingUnreachable,
-    experiment_id,
-    open_store,
-    reachable_store,
-)
+from aigc.tracking.store.client import TrackingUnreachable, experiment_id, open_store, reachable_store
 from hydra_plugins.aigc_optuna_sweeper.optuna_sweeper import TARGET as OPTUNA_SWEEPER
 
 PARENT_RUN_ENV = "AIGC_SWEEP_PARENT_RUN_ID"

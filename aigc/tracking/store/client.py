@@ -27,7 +27,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from aigc.common import tags
-from aigc.common.errors import first_line
+from aigc.common.errors import SignInRefused, first_line
 
 # Creating a new SQLite store runs alembic migrations, which log a page of INFO lines.
 logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -73,10 +73,6 @@ def reachable_store(uri: str, timeout_s: float = 5.0) -> Iterator[None]:
         raise TrackingUnreachable(f"cannot create the MLflow store {uri} ({error}): {FIX}") from None
     except Exception as error:
         raise TrackingUnreachable(f"MLflow tracking store {uri} failed: {first_line(error)}: {FIX}") from None
-
-
-class SignInRefused(PermissionError):
-    """The tracking server asks for a sign-in that the environment does not give."""
 
 
 def check_signed_in(uri: str, timeout_s: float = 5.0) -> None:
