@@ -72,6 +72,19 @@ def test_a_run_signs_in_from_the_environment_and_its_artifacts_reach_s3(team, tm
     assert (tmp_path / "4.png").stat().st_size > 0
     with composed("compare", tmp_path, "experiment_name=gan-mnist") as cfg:
         assert [compared.info.run_id for compared in compare(cfg).runs] == [run.info.run_id]
+    from aigc import runs
+    from aigc.evaluate import evaluate
+    from aigc.serving.registry import register
+
+    with composed("evaluate", tmp_path, f"run_id={run.info.run_id}") as cfg:
+        scores = evaluate(cfg)  # its checkpoint downloaded through the server, scored into the run
+    assert scores and set(scores) <= set(client.get_run(run.info.run_id).data.metrics)
+    register(client, run.info.run_id, "team-gan", "champion")
+    assert client.get_model_version_by_alias("team-gan", "champion").run_id == run.info.run_id
+    with pytest.raises(SystemExit) as reaped:
+        runs.main(["reap", "--tracking-uri", team.url])
+    assert reaped.value.code == 0  # nothing to reap: the run ended
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"
 
     # the password is nowhere in what the run wrote: its folder, its record, its artifacts
     leaks = subprocess.run(["grep", "-rl", PASSWORD, str(tmp_path)], capture_output=True, text=True).stdout
