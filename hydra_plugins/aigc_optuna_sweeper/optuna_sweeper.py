@@ -10,9 +10,14 @@ with SQLAlchemy 2. This one is small and uses Optuna's ask-and-tell interface:
 - each trial is one Hydra job, launched by the configured launcher (``n_jobs``
   trials at a time) with job number = trial number; the value it returns is the
   objective, and a job that fails or returns nothing is a failed trial;
-- the study lives in ``storage`` (SQLite) under ``study_name``: run the same
-  command again and it continues the study until it holds ``n_trials`` finished
-  trials. Trials cut short by an interrupt are failed and not counted. The
+- the study lives in ``storage`` under ``study_name``: a SQLite file, a PostgreSQL (or other
+  SQL) database that several machines reach, or Optuna's journal file on a shared filesystem
+  (``journal:///<path>``). Run the same command again, or on another machine at the same time,
+  and it works on the study until it holds ``n_trials`` finished trials. Trials cut short by an
+  interrupt are failed and not counted. On a database, while a trial's job runs its sweeper
+  records the trial's heartbeat every ``heartbeat_s``; a trial whose heartbeat stopped (its
+  sweeper was SIGKILLed) is failed by the next sweeper on the study and its parameters are tried
+  again (Optuna's ``RetryHeartbeatStaleTrialCallback``), the failed one not counted. The
   sampler (a partial: ``sampler(seed=...)``) is seeded with ``seed`` plus the
   number of trials already in the study;
 - each job reports its objective to its trial after every evaluation
@@ -22,11 +27,16 @@ with SQLAlchemy 2. This one is small and uses Optuna's ask-and-tell interface:
 """
 
 import math
+import random
+import threading
+import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 from hydra.core.plugins import Plugins
@@ -34,6 +44,8 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
 
 # what ``hydra.sweeper._target_`` says when this sweeper runs a sweep
@@ -54,18 +66,21 @@ class OptunaSweeper(Sweeper):
         seed: int | None = None,
         params: dict[str, str] | None = None,
         pruner: optuna.pruners.BasePruner | None = None,
+        heartbeat_s: int | None = 30,
     ):
         if direction not in DIRECTIONS:
             raise ValueError(f"hydra.sweeper.direction={direction!r}: use one of {sorted(DIRECTIONS)}")
         self.study_name = study_name
         self.storage = storage
+        self.heartbeat_s = heartbeat_s
         try:
-            study_storage(storage)  # opened now: a path that can't hold the database fails before any job
+            study_storage(storage, heartbeat_s)  # opened now: a path that can't hold the database fails before any job
         except Exception as error:
             raise ValueError(
                 f"hydra.sweeper.storage={storage}: the study's database can't be opened "
                 f"({(str(error) or type(error).__name__).splitlines()[0]}); "
-                "give a writable sqlite:///<path>"
+                "give a writable sqlite:///<path>, a reachable postgresql+psycopg://<user>@<host>/<database>, "
+                "or journal:///<path on a shared filesystem>"
             ) from None
         self.direction = DIRECTIONS[direction]
         self.n_trials = n_trials
@@ -92,7 +107,7 @@ class OptunaSweeper(Sweeper):
 
         study = optuna.create_study(
             study_name=self.study_name,
-            storage=study_storage(self.storage),
+            storage=study_storage(self.storage, self.heartbeat_s),
             direction=self.direction,
             pruner=self.pruner,
             load_if_exists=True,
@@ -101,10 +116,14 @@ class OptunaSweeper(Sweeper):
         study.sampler = self.sampler(seed=None if self.seed is None else self.seed + len(study.trials))
         done = finished_trials(study)
         print(f"Optuna study '{self.study_name}' in {self.storage}: {done} of {self.n_trials} trials finished")
-        while (left := self.n_trials - finished_trials(study)) > 0:
+        while True:
+            optuna.storages.fail_stale_trials(study)  # a SIGKILLed sweeper's trials: FAIL, then tried again
+            if (left := self.n_trials - finished_trials(study) - running_elsewhere(study)) <= 0:
+                break
             trials = [study.ask(space) for _ in range(min(self.n_jobs, left))]
             for group in consecutive(trials):
-                self._run(study, group, fixed)
+                with Heartbeat(study, group, self.heartbeat_s):
+                    self._run(study, group, fixed)
 
         self._report(study, sweep_dir)
         return study
@@ -156,15 +175,87 @@ class OptunaSweeper(Sweeper):
         )
 
 
-def study_storage(url: str) -> optuna.storages.RDBStorage:
-    """The study's database, shared by the sweeper and its jobs (which report to their trials)."""
-    # SQLite under concurrent workers: wait for the lock instead of failing at 5 s
-    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+# Optuna marks heartbeats experimental (since 2.8, unchanged through 5.1) and expects them from
+# Study.optimize; this sweeper uses them with ask-and-tell on purpose
+for _message in (
+    r"Argument ``heartbeat_interval`` is an experimental feature",
+    r".*(fail_stale_trials|RetryHeartbeatStaleTrialCallback\S*) is experimental",
+    r"Heartbeat of storage is supposed to be used with Study.optimize",
+):
+    warnings.filterwarnings("ignore", message=_message)
+
+JOURNAL = "journal:///"  # Optuna's journal file: hydra.sweeper.storage=journal:///<path>
+MAX_RETRIES = 2  # how often a trial whose sweeper died is tried again
+
+
+def study_storage(url: str, heartbeat_s: int | None = None) -> optuna.storages.BaseStorage:
+    """The study's storage, shared by the sweepers and their jobs (which report to their trials):
+    each kind of database with its own connection arguments, heartbeats where Optuna has them."""
+    if url.startswith(JOURNAL):
+        # file locks only: no heartbeats in Optuna's journal storage (5.1)
+        path = "/" + url.removeprefix(JOURNAL)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+    # SQLite under concurrent workers: wait for the lock instead of failing at 5 s. A server's
+    # driver takes no such argument (psycopg: "invalid connection option"); stale connections are
+    # replaced rather than failing a trial's report
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    beats = {}
+    if heartbeat_s:
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
+        beats = {"heartbeat_interval": heartbeat_s, "heartbeat_stale_trial_callback": retry}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine, **beats)
+    except sqlalchemy.exc.DBAPIError:
+        # sweepers on several machines creating a new database's tables at once: one wins
+        # (PostgreSQL: "duplicate key value violates unique constraint"), the others open its tables
+        time.sleep(1 + random.random())
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine, **beats)
+
+
+class Heartbeat:
+    """Records the heartbeats of ``trials`` every ``interval_s`` while their jobs run (in a thread:
+    with the basic launcher the jobs run in this one)."""
+
+    def __init__(self, study: optuna.Study, trials: list[optuna.Trial], interval_s: int | None):
+        storage = study._storage  # Optuna's own heartbeat thread reads it the same way
+        beating = interval_s and is_heartbeat_enabled(storage)
+        self._beat = (lambda: [storage.record_heartbeat(t._trial_id) for t in trials]) if beating else None
+        self._interval_s = interval_s or 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="optuna-trial-heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self._beat()
+            except Exception:  # a database hiccup: the next beat tries again
+                pass
+
+    def __enter__(self) -> "Heartbeat":
+        if self._beat is not None:
+            self._beat()
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
 
 
 def finished_trials(study: optuna.Study) -> int:
+    """Trials that count towards ``n_trials``: finished, not cut short by an interrupt, and not
+    failed for a dead sweeper and tried again."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials} - {None}
     finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return sum(t.state in finished and not t.user_attrs.get(INTERRUPTED) for t in study.get_trials(deepcopy=False))
+    return sum(t.state in finished and not t.user_attrs.get(INTERRUPTED) and t.number not in retried for t in trials)
+
+
+def running_elsewhere(study: optuna.Study) -> int:
+    """Trials another sweeper on the study is running (or has queued for a retry): asking for more
+    than ``n_trials`` minus these would overshoot the count when they finish."""
+    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)))
 
 
 def consecutive(trials: Sequence[optuna.Trial]) -> list[list[optuna.Trial]]:

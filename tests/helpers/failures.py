@@ -41,3 +41,16 @@ class KillAtBatch(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.current_epoch == self.epoch and batch_idx == self.batch:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillRankAtBatch(Callback):
+    """SIGKILL one DDP process at a batch, as a lost node or the OOM killer would: its peers are left
+    waiting in the next collective."""
+
+    def __init__(self, rank: int, batch: int):
+        self.rank = rank
+        self.batch = batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_rank == self.rank and batches_that_stepped(trainer) >= self.batch:
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -136,9 +136,26 @@ class SweepRun(Callback):
             ).info.run_id
             params = [Param(key, value) for key, value in flatten({"sweeper": sweep["sweeper"]}).items()]
             client.log_batch(run_id, params=params[:100])
+            run_id = self._first_parent(experiment, run_id)
         # one file per invocation: a resumed sweep keeps the config of every start
         client.log_text(run_id, OmegaConf.to_yaml(sweep), f"sweep/{Path(self.sweep_dir).name}.yaml")
         return run_id
+
+    def _first_parent(self, experiment: str, created: str) -> str:
+        """Sweepers of one study started on several machines at once may each create its parent
+        (a server has no lock to serialize them): all keep the first one created, the others'
+        are deleted, so that the study's jobs land under one parent."""
+        parents = self._client.search_runs(
+            [experiment],
+            filter_string=f"tags.`{tags.SWEEP_ID}` = '{self._sweep_id}' and tags.`{tags.SWEEP_ROLE}` = 'parent'",
+            order_by=["attributes.start_time ASC", "attributes.run_id ASC"],
+            max_results=1,
+        )
+        first = parents[0].info.run_id if parents else created
+        if first != created:
+            self._client.delete_run(created)
+            print(f"Continuing the MLflow sweep run {first} of sweep {self._sweep_id}, started at the same time")
+        return first
 
     def _end_unfinished(self) -> None:
         """At exit, for a sweep that never reached ``on_multirun_end``."""
