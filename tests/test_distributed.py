@@ -2,6 +2,7 @@
 torchrun "nodes" on loopback (trainer=multinode). Each job is one output folder and one MLflow run,
 written by rank zero only."""
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from hydra.utils import instantiate
 
@@ -108,45 +110,38 @@ def test_sweep_of_language_models_on_two_cpu_processes_is_one_folder_and_one_run
         assert two[name] == pytest.approx(one[name], rel=1e-5), name
 
 
-def test_two_torchrun_nodes_train_one_run(tmp_path: Path):
+def start_torchrun_nodes(folder: Path, *overrides: str) -> list[subprocess.Popen]:
+    """Two torchrun "nodes" of one process each on loopback, each in its own process group."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    overrides = [
+    overrides = (
         "trainer=multinode",
         "trainer.accelerator=cpu",
         "trainer.devices=1",
         "trainer.precision=32-true",
         "trainer.strategy.process_group_backend=gloo",
-        "model=transformer",
-        "data=pydocs",
-        *ONE_EPOCH,
-        f"hydra.run.dir={tmp_path}/logs/run",  # one folder for the job, whichever node writes
-    ]
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nnodes",
-        "2",
-        "--nproc_per_node",
-        "1",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(port),
-    ]
-    nodes = [
+        *overrides,
+        f"hydra.run.dir={folder}/logs/run",  # one folder for the job, whichever node writes
+    )
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1"]
+    torchrun += ["--master_addr", "127.0.0.1", "--master_port", str(port)]
+    return [
         subprocess.Popen(
             [*torchrun, "--node_rank", str(rank), "-m", "aigc.run", *overrides],
-            cwd=tmp_path,
+            cwd=folder,
             env=user_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,
         )
         for rank in (0, 1)
     ]
+
+
+def test_two_torchrun_nodes_train_one_run(tmp_path: Path):
+    nodes = start_torchrun_nodes(tmp_path, "model=transformer", "data=pydocs", *ONE_EPOCH)
     outputs = [node.communicate(timeout=300)[0] for node in nodes]
     for node, output in zip(nodes, outputs, strict=False):
         assert node.returncode == 0, output[-3000:]
@@ -155,6 +150,40 @@ def test_two_torchrun_nodes_train_one_run(tmp_path: Path):
     run = only_run(client_for(tmp_path))
     assert run.info.status == "FINISHED" and "val/loss" in run.data.metrics
     assert output_folders(tmp_path) == [tmp_path / "logs/run"]
+
+
+def test_a_ddp_process_killed_fails_the_run_at_once_naming_its_rank(tmp_path: Path):
+    kill = ("+callbacks.kill._target_=failures.KillRankAtBatch", "+callbacks.kill.rank=1", "+callbacks.kill.batch=2")
+    result = run_aigc(tmp_path, "trainer=ddp_cpu", "model=vae", *ONE_EPOCH, "data.download=false", *kill)
+    assert result.returncode == 1
+    error = next(line for line in result.stderr.splitlines() if line.startswith("Error: "))
+    assert error.startswith("Error: LostRank: DDP rank 1 died (signal SIGKILL); the other processes were stopped")
+    run = only_run(client_for(tmp_path))
+    assert run.info.status == "FAILED"
+    saved = client_for(tmp_path).download_artifacts(run.info.run_id, "error.txt", str(tmp_path))
+    assert "DDP rank 1 died" in Path(saved).read_text()
+    assert "multiprocessing.spawn" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+
+
+def test_a_silent_torchrun_node_fails_the_others_after_the_collective_timeout_naming_its_rank(tmp_path: Path):
+    stop = ("+callbacks.stop._target_=failures.StopRankAtBatch", "+callbacks.stop.rank=1", "+callbacks.stop.batch=2")
+    started = time.monotonic()
+    nodes = start_torchrun_nodes(
+        tmp_path, "model=vae", "data.download=false", *ONE_EPOCH, *stop, "trainer.strategy.collective_timeout_s=10"
+    )
+    try:
+        output = nodes[0].communicate(timeout=120)[0]
+        took = time.monotonic() - started
+    finally:
+        for node in nodes:  # the stopped rank (torchrun starts it in a session of its own) and its agent
+            with contextlib.suppress(psutil.NoSuchProcess):
+                for process in [*psutil.Process(node.pid).children(recursive=True), psutil.Process(node.pid)]:
+                    process.kill()
+            node.wait(timeout=30)
+    assert nodes[0].returncode != 0
+    assert "Error: LostRank: DDP rank 1 was lost" in output and "collective_timeout_s=10" in output
+    assert took < 10 + 45  # the timeout, plus starting two processes and a few batches
+    assert only_run(client_for(tmp_path)).info.status == "FAILED"
 
 
 def listening_addresses(pid: int) -> list[str]:

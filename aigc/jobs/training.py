@@ -28,6 +28,7 @@ from aigc.tracking.run.record import recorded_config, typed_overrides
 from aigc.tracking.run.rerun import rerun_config
 from aigc.tracking.run.resume import resume_point
 from aigc.tracking.run.tracker import Record
+from aigc.trainer.distributed import lost_ranks_named
 
 
 def build_training(cfg: DictConfig) -> Job:
@@ -63,7 +64,8 @@ def train(cfg: DictConfig) -> float | None:
     record = Record(job.config, overrides, source, job.datamodule.state_dict())
     rank_zero_only(print)(f"Precision: {job.precision}")
     with job.tracker.run(run_tags(job, checkpoints), record):
-        job.trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=ckpt_path)
+        with lost_ranks_named(job.trainer):
+            job.trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=ckpt_path)
         raise_if_pruned(job.trainer)  # what it logged stays; the run ends KILLED, tagged pruned
         if rank_zero_only.rank == 0:
             job.tracker.log_model(*weights_to_serve(job), step=job.trainer.global_step)

@@ -21,22 +21,38 @@ import os
 import signal
 import sys
 import tempfile
+import threading
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import torch
 from lightning.pytorch.strategies import DDPStrategy as LightningDDPStrategy
+from torch.multiprocessing import ProcessExitedException
 from torch.nn import Module
 from torch.nn.parallel import DistributedDataParallel
 
 from aigc.common.capabilities import trait
+from aigc.common.constraints import PositiveFloat
+from aigc.common.errors import first_line
 
 _PR_SET_PDEATHSIG = 1
 
 
+class LostRank(RuntimeError):
+    """A DDP process died or stopped answering; the others stopped instead of waiting for it."""
+
+
 class DDPStrategy(LightningDDPStrategy):
-    def __init__(self, *args, start_method: str = "popen", **kwargs):
-        super().__init__(*args, start_method=start_method, **kwargs)
+    """``collective_timeout_s``: how long a process waits in a collective for the others (torch's
+    default is 30 minutes); then it fails, and the run ends FAILED naming the rank that was lost."""
+
+    def __init__(self, *args, start_method: str = "popen", collective_timeout_s: PositiveFloat = 300, **kwargs):
+        super().__init__(*args, start_method=start_method, timeout=timedelta(seconds=collective_timeout_s), **kwargs)
+        self.liveness: RankLiveness | None = None
         # "spawn", "fork", "forkserver": Lightning starts the workers itself, on this machine
         self._starts_workers = start_method != "popen"
         # named here, in the process that starts the workers: each worker gets the same path
@@ -55,7 +71,11 @@ class DDPStrategy(LightningDDPStrategy):
                 os.environ.setdefault(interface, "lo")
             backend = self.process_group_backend or ("nccl" if self.root_device.type == "cuda" else "gloo")
             torch.distributed.init_process_group(
-                backend, init_method=f"file://{self._rendezvous}", rank=self.global_rank, world_size=self.world_size
+                backend,
+                init_method=f"file://{self._rendezvous}",
+                rank=self.global_rank,
+                world_size=self.world_size,
+                timeout=self._timeout,
             )
             atexit.register(_leave_group)
             if self.global_rank == 0:
@@ -64,6 +84,70 @@ class DDPStrategy(LightningDDPStrategy):
                     "(no network port)"
                 )
         super().setup_distributed()  # Lightning's own set-up; it finds the process group made
+        self.liveness = RankLiveness(self.global_rank, self.world_size)
+
+
+class RankLiveness:
+    """Every process counts up its own key in the process group's store, once a second, from a
+    thread; when a collective fails, the ranks whose counts stand still are the lost ones (counts,
+    not clocks: the machines' clocks may differ)."""
+
+    KEY = "aigc/alive/{}"
+
+    def __init__(self, rank: int, world_size: int, every_s: float = 1.0):
+        self.rank, self.world_size, self.every_s = rank, world_size, every_s
+        self.store = torch.distributed.distributed_c10d._get_default_store()  # the group's own rendezvous
+        self._stop = threading.Event()
+        threading.Thread(target=self._count, name="aigc-rank-liveness", daemon=True).start()
+
+    def _count(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.store.add(self.KEY.format(self.rank), 1)
+            except Exception:  # the store went with the process that held it: nothing to tell
+                return
+            self._stop.wait(self.every_s)
+
+    def _counts(self) -> dict[int, int]:
+        keys = {rank: self.KEY.format(rank) for rank in range(self.world_size)}
+        return {rank: self.store.add(key, 0) for rank, key in keys.items()}  # add 0: read without blocking
+
+    def lost(self) -> list[int]:
+        """The ranks that stopped counting (waits three counting periods); empty when unknown."""
+        try:
+            before = self._counts()
+            time.sleep(3 * self.every_s)
+            after = self._counts()
+        except Exception:
+            return []
+        return [rank for rank in range(self.world_size) if rank != self.rank and after[rank] == before[rank]]
+
+
+@contextmanager
+def lost_ranks_named(trainer) -> Iterator[None]:
+    """A failure that comes from losing a DDP process becomes a ``LostRank`` naming it: when
+    Lightning started the processes (``ddp_cpu``, ``ddp``), from the process that saw one die;
+    under torchrun or SLURM, from the ranks that stopped counting in ``RankLiveness``."""
+    try:
+        yield
+    except ProcessExitedException as error:  # Lightning's launcher stopped the others when one died
+        how = f"signal {error.signal_name}" if error.signal_name else f"exit code {error.exit_code}"
+        raise LostRank(
+            f"DDP rank {error.error_index} died ({how}); the other processes were stopped: "
+            "see that rank's log (out of memory? the OOM killer sends SIGKILL)"
+        ) from None
+    except Exception as error:
+        strategy = trainer.strategy
+        liveness = getattr(strategy, "liveness", None)
+        lost = liveness.lost() if isinstance(liveness, RankLiveness) and not isinstance(error, LostRank) else []
+        if not lost:
+            raise
+        ranks = ", ".join(str(rank) for rank in lost)
+        raise LostRank(
+            f"DDP rank {ranks} was lost ({first_line(error, 160)}); rank {strategy.global_rank} stopped rather "
+            f"than wait (at most trainer.strategy.collective_timeout_s={strategy._timeout.total_seconds():g}): "
+            f"see rank {ranks}'s log"
+        ) from None
 
 
 def _die_with_parent() -> None:

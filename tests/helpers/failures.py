@@ -54,3 +54,12 @@ class KillRankAtBatch(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_rank == self.rank and batches_that_stepped(trainer) >= self.batch:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class StopRankAtBatch(KillRankAtBatch):
+    """SIGSTOP one DDP process at a batch: alive but silent, as a hung node or a network partition is;
+    its peers wait in the next collective until its timeout."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_rank == self.rank and batches_that_stepped(trainer) >= self.batch:
+            os.kill(os.getpid(), signal.SIGSTOP)
