@@ -19,7 +19,7 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from aigc.common.errors import one_line
+from aigc.common.errors import Preempted, one_line
 from aigc.jobs.console import entry_point
 from aigc.tracking.run.signals import RunInterrupted
 
@@ -32,6 +32,22 @@ def main(cfg: DictConfig) -> float | Exception | None:
 
     try:
         return train(cfg)
+    except Preempted as stop:
+        if stop.requeued:
+            print(
+                f"\nPreempted ({stop.signal_name}) at step {stop.step}: checkpoint {stop.checkpoint}; the MLflow run "
+                f"ends KILLED until SLURM job {stop.requeued}, requeued, continues it",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"\nPreempted ({stop.signal_name}) at step {stop.step}: checkpoint {stop.checkpoint}; the MLflow run "
+                "ends KILLED: continue it with the same command and resume=<its run id>",
+                file=sys.stderr,
+            )
+        if in_sweep:
+            raise
+        sys.exit(0 if stop.requeued else 130)
     except RunInterrupted as stop:
         print(f"\nStopped by {stop.signal_name}; the MLflow run ends KILLED.", file=sys.stderr)
         if in_sweep:

@@ -263,6 +263,27 @@ def test_parallel_jobs_with_joblib_lose_nothing(tmp_path: Path):
 
 
 @pytest.mark.slow
+def test_submitit_local_jobs_are_child_runs_of_the_sweep_as_slurm_jobs_would_be(tmp_path: Path):
+    """hydra/launcher=submitit_local: each job a process of its own, started as SLURM's would be."""
+    result = run_aigc(
+        tmp_path,
+        "-m",
+        "hparams_search=transformer_optuna",
+        "hydra/launcher=submitit_local",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=2",
+        *LM_TRIAL,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (parent,), children = parents_and_children(client_for(tmp_path))
+    assert parent.info.status == "FINISHED"
+    assert sorted(c.data.tags["aigc.sweep.job"] for c in children) == ["0", "1"]
+    assert {(c.info.status, c.data.tags["mlflow.parentRunId"]) for c in children} == {("FINISHED", parent.info.run_id)}
+    assert [t.state.name for t in trials(tmp_path, "transformer_pydocs_loss")] == ["COMPLETE"] * 2
+    assert len(list((tmp_path / "logs").rglob("*_0_log.out"))) == 2  # submitit ran each job in a process
+
+
+@pytest.mark.slow
 def test_two_sweeps_at_once_on_a_new_store_lose_nothing(tmp_path: Path):
     sweeps = [
         start_aigc(

@@ -9,6 +9,17 @@ class SignInRefused(PermissionError):
     ``aigc.tracking.store.client.check_signed_in``; the commands print it as the user's error)."""
 
 
+class Preempted(BaseException):
+    """Training stopped at a step boundary after a cluster's preemption warning, ``checkpoint``
+    written (``aigc.callbacks.preemption``): the run ends KILLED, a SLURM job is requeued. A
+    BaseException, as ``RunInterrupted`` is, so that ``except Exception`` blocks let it through."""
+
+    def __init__(self, signal_name: str, checkpoint: str, step: int):
+        super().__init__(f"{signal_name}: stopped at step {step}, checkpoint {checkpoint}")
+        self.signal_name, self.checkpoint, self.step = signal_name, checkpoint, step
+        self.requeued: str | None = None  # the SLURM job that put itself back in the queue
+
+
 def first_line(error: BaseException, limit: int = 300) -> str:
     """The first line of an error's message (its type's name when it has none), at most ``limit`` characters."""
     text = str(error).strip()

@@ -12,6 +12,7 @@ TASK = "aigc.task"  # "evaluate" on a run that scored a model as configured, unt
 PRECISION = "aigc.precision"  # what the Trainer computed in, and why ("bf16-mixed (auto: a CUDA GPU with bf16)")
 OBJECTIVE = "aigc.objective"  # "<mode> <metric>": what "best" means for the run (conf/objective/)
 PUSHED_FROM = "aigc.pushed_from"  # the id of the run this one was copied from by aigc.push (another store's)
+SLURM_JOB = "aigc.slurm.job_id"  # the SLURM job that trains the run: its requeued start continues it
 RERUN_OF = "aigc.rerun_of"  # the id of the run whose stored config this run recomposed (aigc.run rerun=)
 
 # an experiment: which of its views the MLflow UI opens (MLflow's own tag, which the UI writes when a

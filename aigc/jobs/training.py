@@ -11,7 +11,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 from optuna import TrialPruned
 
 from aigc.callbacks import ConfigSnapshot
@@ -26,7 +26,7 @@ from aigc.config.validation import ConfigError, check_trainable, validate
 from aigc.jobs.build import Job, build
 from aigc.tracking.run.record import recorded_config, typed_overrides
 from aigc.tracking.run.rerun import rerun_config
-from aigc.tracking.run.resume import resume_point
+from aigc.tracking.run.resume import requeued_run, requeued_when_preempted, resume_point, slurm_job_id
 from aigc.tracking.run.tracker import Record
 from aigc.trainer.distributed import lost_ranks_named
 
@@ -47,6 +47,9 @@ def train(cfg: DictConfig) -> float | None:
     overrides = typed_overrides(HydraConfig.get().overrides.task)
     if cfg.get("rerun"):
         cfg, overrides = rerun_config(cfg, overrides)
+    if (requeued := requeued_run(cfg)) is not None:  # a preempted SLURM job, started again
+        with open_dict(cfg):
+            cfg.resume = requeued
     validate(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is a param of the run
@@ -63,7 +66,7 @@ def train(cfg: DictConfig) -> float | None:
     check_trainable(job.datamodule, job.model, job.trainer.callbacks)
     record = Record(job.config, overrides, source, job.datamodule.state_dict())
     rank_zero_only(print)(f"Precision: {job.precision}")
-    with job.tracker.run(run_tags(job, checkpoints), record):
+    with requeued_when_preempted(), job.tracker.run(run_tags(job, checkpoints), record):
         with lost_ranks_named(job.trainer):
             job.trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=ckpt_path)
         raise_if_pruned(job.trainer)  # what it logged stays; the run ends KILLED, tagged pruned
@@ -81,6 +84,8 @@ def run_tags(job: Job, checkpoints: Path | None) -> dict[str, str]:
     where = {tags.PRECISION: job.precision} | ({tags.CHECKPOINTS: str(checkpoints)} if checkpoints else {})
     if job.config.get("rerun"):
         where[tags.RERUN_OF] = job.config["rerun"]
+    if slurm_job_id() is not None:
+        where[tags.SLURM_JOB] = slurm_job_id()
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode == RunMode.MULTIRUN:
         where |= {tags.SWEEP_JOB: str(hydra_cfg.job.num), tags.SWEEP_DIR: str(Path(hydra_cfg.sweep.dir).resolve())}

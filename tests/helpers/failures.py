@@ -63,3 +63,14 @@ class StopRankAtBatch(KillRankAtBatch):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_rank == self.rank and batches_that_stepped(trainer) >= self.batch:
             os.kill(os.getpid(), signal.SIGSTOP)
+
+
+class SignalAtStep(Callback):
+    """Send this process the signal ``name`` before step ``step``: a cluster's preemption warning, on cue."""
+
+    def __init__(self, step: int, name: str = "SIGUSR1"):
+        self.step, self.signum = step, signal.Signals[name]
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)

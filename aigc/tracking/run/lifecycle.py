@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from optuna import TrialPruned
 
 from aigc.common import tags
+from aigc.common.errors import Preempted
 from aigc.tracking.run.logger import MLflowLogger, optional_write
 from aigc.tracking.run.signals import RunInterrupted, raise_on_signals, restore_signals
 
@@ -17,7 +18,7 @@ def tracked_run(logger: MLflowLogger | None) -> Iterator[None]:
     """Sets the run's terminal status however the block ends.
 
     Lightning marks the run FAILED on any exception (``finalize("failed")``);
-    this sets the final word: KILLED for a signal or a pruned sweep trial (tagged
+    this sets the final word: KILLED for a signal, a preemption or a pruned sweep trial (tagged
     ``aigc.sweep.pruned=true``), and FAILED with the traceback saved as ``error.txt``, queued
     before the status so that the run's last flush sends it: an artifact that can't be written
     (a full disk, an unwritable folder) is spooled alone and never leaves the run RUNNING.
@@ -28,6 +29,9 @@ def tracked_run(logger: MLflowLogger | None) -> Iterator[None]:
         yield
     except RunInterrupted:
         _end(logger, "KILLED", timeout_s=5)  # a Ctrl-C acts within seconds, whatever the store does
+        raise
+    except Preempted:  # its checkpoint is written; the job comes back (requeued) or resume= continues it
+        _end(logger, "KILLED", timeout_s=5)
         raise
     except TrialPruned:
         if logger is not None and logger.run_id is not None:

@@ -8,13 +8,20 @@ restores weights, optimizers, loop counters and, through ``aigc.callbacks.random
 random generators.
 """
 
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from lightning.pytorch.utilities import rank_zero_only
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf
 
 from aigc.common import tags
+from aigc.common.errors import Preempted
 from aigc.common.stored import CONFIG_KEY, RUN_KEY, NotACheckpoint, read_checkpoint
 from aigc.tracking.store.checkpoints import checkpoint_of_run
 from aigc.tracking.store.client import open_store, stored_run
@@ -113,3 +120,53 @@ def resume_point(cfg: DictConfig) -> tuple[str | None, str | None]:
                 f"resume with the run's own overrides{f' ({overrides})' if overrides else ''}"
             )
     return ckpt_path, run_id
+
+
+def slurm_job_id() -> str | None:
+    """The SLURM job this process belongs to (an array job's task as ``<job>_<task>``), if any."""
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):
+        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+def requeued_run(cfg: DictConfig) -> str | None:
+    """The MLflow run to continue when this is a requeued SLURM job's next start
+    (``SLURM_RESTART_COUNT`` > 0): the latest run of the experiment tagged with the job's id."""
+    job = slurm_job_id()
+    if job is None or int(os.environ.get("SLURM_RESTART_COUNT", "0")) < 1 or cfg.get("resume") or cfg.get("ckpt_path"):
+        return None
+    tracking_uri, experiment = (
+        OmegaConf.select(cfg, f"logger.mlflow.{key}") for key in ("tracking_uri", "experiment_name")
+    )
+    if tracking_uri is None:
+        return None
+    client = open_store(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    runs = found and client.search_runs(
+        [found.experiment_id],
+        filter_string=f"tags.`{tags.SLURM_JOB}` = '{job}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        return None
+    restart = os.environ["SLURM_RESTART_COUNT"]
+    print(f"Requeued SLURM job {job} (start {int(restart) + 1}): continuing MLflow run {runs[0].info.run_id}")
+    return runs[0].info.run_id
+
+
+@contextmanager
+def requeued_when_preempted() -> Iterator[None]:
+    """After a preemption (the run has ended KILLED, its checkpoint written): a SLURM job puts
+    itself back in the queue (``scontrol requeue``); its next start continues the run."""
+    try:
+        yield
+    except Preempted as stop:
+        job = slurm_job_id()
+        if job is not None and rank_zero_only.rank == 0:
+            requeue = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+            if requeue.returncode != 0:
+                print(f"Warning: scontrol requeue {job} failed: {requeue.stderr.strip()[:300]}", file=sys.stderr)
+            else:
+                stop.requeued = job
+        raise
