@@ -162,7 +162,6 @@ def test_a_ddp_process_killed_fails_the_run_at_once_naming_its_rank(tmp_path: Pa
     assert run.info.status == "FAILED"
     saved = client_for(tmp_path).download_artifacts(run.info.run_id, "error.txt", str(tmp_path))
     assert "DDP rank 1 died" in Path(saved).read_text()
-    assert "multiprocessing.spawn" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
 
 
 def test_a_silent_torchrun_node_fails_the_others_after_the_collective_timeout_naming_its_rank(tmp_path: Path):

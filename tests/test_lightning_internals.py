@@ -56,3 +56,14 @@ def test_the_step_axis_counts_optimizer_steps(steps):
     if steps:
         trainer.fit(Tiny(), torch.utils.data.DataLoader(torch.ones(8, 1), batch_size=1))
         assert lightning_internals.batches_that_stepped(trainer) == steps
+
+
+def test_the_trainer_notes_sigterm_where_preemption_takes_it_over():
+    from lightning import Trainer
+
+    from aigc.trainer.internals import take_over_sigterm
+
+    trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer._signal_connector.received_sigterm = True
+    take_over_sigterm(trainer)
+    assert trainer.received_sigterm is False

@@ -17,6 +17,7 @@ from pathlib import Path
 from lightning import Callback
 
 from aigc.common.errors import Preempted
+from aigc.trainer.internals import take_over_sigterm
 
 
 class Preemption(Callback):
@@ -47,6 +48,8 @@ class Preemption(Callback):
         # where ModelCheckpoint(every_n_train_steps) saves: Lightning resumes exactly from here
         if self._saved is not None or not trainer.strategy.reduce_boolean_decision(self._warned, all=False):
             return
+        if self.signum == signal.SIGTERM:
+            take_over_sigterm(trainer)  # ours to handle: this step ends, logged, before training stops
         folder = Path(trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else trainer.default_root_dir)
         path = folder / self.CHECKPOINT
         trainer.save_checkpoint(path)  # every process takes part; rank zero writes

@@ -8,11 +8,9 @@ import numpy as np
 import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, TensorDataset
-from torchdata.stateful_dataloader import StatefulDataLoader
 
 from aigc.common.constraints import NonNegativeInt, PositiveInt
 from aigc.data.sharding import evaluation_data
-from aigc.data.shuffle import EpochShuffle
 from aigc.data.source import DataSource, digest
 
 
@@ -97,19 +95,7 @@ class ImageDataModule(LightningDataModule):
         return torch.from_numpy(getattr(self._splits, f"{split}_images"))
 
     def train_dataloader(self) -> DataLoader:
-        # resumable mid-epoch (a preempted run's checkpoint): each epoch's order from the run's seed
-        # (aigc.data.shuffle), and how far the epoch got (the loader's state, in the checkpoint)
-        return StatefulDataLoader(
-            self._train,
-            batch_size=self.batch_size,
-            sampler=EpochShuffle(len(self._train), torch.initial_seed()),
-            # the workers' seeds too: drawn from torch's global generator, a resumed run's loader
-            # would shift the model's random numbers
-            generator=torch.Generator().manual_seed(torch.initial_seed()),
-            drop_last=True,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        return self._loader(self._train, shuffle=True, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
         # a blank image labelled -1 pads the processes' shares under DDP: models score real images only

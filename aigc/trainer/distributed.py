@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch.strategies import DDPStrategy as LightningDDPStrategy
-from torch.multiprocessing import ProcessExitedException
+from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 from torch.nn import Module
 from torch.nn.parallel import DistributedDataParallel
 
@@ -130,6 +130,20 @@ def lost_ranks_named(trainer) -> Iterator[None]:
     under torchrun or SLURM, from the ranks that stopped counting in ``RankLiveness``."""
     try:
         yield
+    except ProcessRaisedException:  # a worker failed: first, whether another had died under it
+        killed = [
+            (index, signal.Signals(-process.exitcode).name)
+            for index, process in enumerate(getattr(trainer.strategy.launcher, "procs", []))
+            # (negative: killed by that signal; SIGTERM is how torch stops the rest after a failure)
+            if process.exitcode is not None and process.exitcode < 0 and -process.exitcode != signal.SIGTERM
+        ]
+        if not killed:
+            raise
+        index, name = killed[0]
+        raise LostRank(
+            f"DDP rank {index} died (signal {name}); the other processes were stopped: "
+            "see that rank's log (out of memory? the OOM killer sends SIGKILL)"
+        ) from None
     except ProcessExitedException as error:  # Lightning's launcher stopped the others when one died
         how = f"signal {error.signal_name}" if error.signal_name else f"exit code {error.exit_code}"
         raise LostRank(

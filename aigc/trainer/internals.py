@@ -11,7 +11,9 @@ quietly. ``pyproject.toml`` pins Lightning to the range these were checked on.
 - ``DDP_STRATEGY``: what ``aigc.trainer.distributed.DDPStrategy`` hooks into (the DDP wrapper's
   arguments, built in ``_setup_model``);
 - ``MODEL_CHECKPOINT``: what ``aigc.callbacks.ModelCheckpoint`` calls to save the best after
-  the last epoch and ``last.ckpt`` after every epoch, as Lightning saves them after every n-th.
+  the last epoch and ``last.ckpt`` after every epoch, as Lightning saves them after every n-th;
+- ``take_over_sigterm``: a SIGTERM that ``aigc.callbacks.preemption`` handles as a preemption
+  warning, which Lightning would otherwise turn into ``SIGTERMException`` at the end of the step.
 """
 
 MLFLOW_LOGGER = (
@@ -45,3 +47,8 @@ def writes_logs_now(trainer) -> bool:
     """Whether Lightning's loggers write what is logged at this training step (every
     ``log_every_n_steps``, and when training stops): Lightning's own test."""
     return trainer._logger_connector.should_update_logs
+
+
+def take_over_sigterm(trainer) -> None:
+    """Lightning notes every SIGTERM and raises at the end of the step; forget that it came."""
+    trainer._signal_connector.received_sigterm = False
