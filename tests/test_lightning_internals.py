@@ -67,3 +67,37 @@ def test_the_trainer_notes_sigterm_where_preemption_takes_it_over():
     trainer._signal_connector.received_sigterm = True
     take_over_sigterm(trainer)
     assert trainer.received_sigterm is False
+
+
+def test_an_interrupt_while_the_loader_starts_stays_an_interrupt():
+    """Lightning's teardown raises over an interrupt that lands in ``iter(dataloader)``; the
+    interrupt is what reaches the run (which ends KILLED, and a sweep stops)."""
+    import torch
+
+    from aigc.tracking.run.signals import RunInterrupted
+
+    class InterruptedLoader(torch.utils.data.DataLoader):
+        def __iter__(self):
+            raise RunInterrupted(2)
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(1, 1)
+
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def fit():
+        trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+        trainer.fit(Tiny(), InterruptedLoader(torch.ones(8, 1)))
+
+    with pytest.raises(RuntimeError, match="iter"):  # Lightning's own error hides the interrupt
+        fit()
+    with pytest.raises(RunInterrupted), lightning_internals.interrupts_kept():
+        fit()
+    with pytest.raises(ValueError, match="the run's own"), lightning_internals.interrupts_kept():
+        raise ValueError("the run's own error")

@@ -320,3 +320,36 @@ def test_a_write_after_the_run_has_closed_still_reaches_the_store(tmp_path: Path
     time.sleep(0.2)  # the writer thread has seen the close and ended
     spooling.log_text(run_id, "the traceback", "error.txt")
     assert [artifact.path for artifact in client.list_artifacts(run_id)] == ["error.txt"]
+
+
+def test_a_write_a_flush_stopped_waiting_for_is_sent_once_and_the_run_ends(tmp_path: Path):
+    """A store slower than a checkpoint's flush (5 s): the image being uploaded is spooled by the
+    flush while the writer still sends it. Sent after all, it is not replayed at the run's end
+    (its staged file is gone by then), and the run's last flush leaves nothing spooled."""
+    import threading
+
+    import numpy as np
+
+    from aigc.tracking.store.journal import Journal
+    from aigc.tracking.store.writer import SpoolingClient
+
+    client = client_for(tmp_path)
+    run_id = client.create_run(client.create_experiment("slow")).info.run_id
+    uploading, release = threading.Event(), threading.Event()
+
+    class SlowStore(MlflowClient):
+        def log_image(self, run_id, image, artifact_file=None):
+            uploading.set()
+            release.wait(30)
+            return super().log_image(run_id, image, artifact_file=artifact_file)
+
+    spooling = SpoolingClient(SlowStore(f"sqlite:///{tmp_path}/mlflow.db"), tmp_path / "spool", "sqlite")
+    spooling.log_image(run_id, np.zeros((4, 4, 3), dtype=np.uint8), artifact_file="grid.png")
+    assert uploading.wait(30)
+    assert spooling.flush(timeout_s=0.1) == 1  # gave up waiting: spooled
+    release.set()
+    spooling.set_terminated(run_id, "FINISHED")
+    assert spooling.flush(timeout_s=30, close=True) == 0
+    assert Journal(tmp_path / "spool").pending() == []
+    assert [a.path for a in client.list_artifacts(run_id)] == ["grid.png"]
+    assert client.get_run(run_id).info.status == "FINISHED"

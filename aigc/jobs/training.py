@@ -29,6 +29,7 @@ from aigc.tracking.run.rerun import rerun_config
 from aigc.tracking.run.resume import requeued_run, requeued_when_preempted, resume_point, slurm_job_id
 from aigc.tracking.run.tracker import Record
 from aigc.trainer.distributed import lost_ranks_named
+from aigc.trainer.internals import interrupts_kept
 
 
 def build_training(cfg: DictConfig) -> Job:
@@ -67,7 +68,7 @@ def train(cfg: DictConfig) -> float | None:
     record = Record(job.config, overrides, source, job.datamodule.state_dict())
     rank_zero_only(print)(f"Precision: {job.precision}")
     with requeued_when_preempted(), job.tracker.run(run_tags(job, checkpoints), record):
-        with lost_ranks_named(job.trainer):
+        with lost_ranks_named(job.trainer), interrupts_kept():
             job.trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=ckpt_path)
         raise_if_pruned(job.trainer)  # what it logged stays; the run ends KILLED, tagged pruned
         if rank_zero_only.rank == 0:

@@ -13,8 +13,13 @@ quietly. ``pyproject.toml`` pins Lightning to the range these were checked on.
 - ``MODEL_CHECKPOINT``: what ``aigc.callbacks.ModelCheckpoint`` calls to save the best after
   the last epoch and ``last.ckpt`` after every epoch, as Lightning saves them after every n-th;
 - ``take_over_sigterm``: a SIGTERM that ``aigc.callbacks.preemption`` handles as a preemption
-  warning, which Lightning would otherwise turn into ``SIGTERMException`` at the end of the step.
+  warning, which Lightning would otherwise turn into ``SIGTERMException`` at the end of the step;
+- ``interrupts_kept``: an interrupt that Lightning's cleanup after it hides behind an error of
+  its own.
 """
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 MLFLOW_LOGGER = (
     "_tracking_uri",
@@ -52,3 +57,22 @@ def writes_logs_now(trainer) -> bool:
 def take_over_sigterm(trainer) -> None:
     """Lightning notes every SIGTERM and raises at the end of the step; forget that it came."""
     trainer._signal_connector.received_sigterm = False
+
+
+@contextmanager
+def interrupts_kept() -> Iterator[None]:
+    """A Ctrl-C, SIGTERM or preemption stays what it was when Lightning's cleanup after it raises.
+
+    One landing while Lightning starts an epoch's loader (``iter(combined_loader)``, which
+    starts the worker processes) leaves the loader without an iterator, and Lightning's teardown
+    then raises ``RuntimeError: Please call `iter(combined_loader)` first`` over it: the run
+    would end FAILED and a sweep would count a failed trial and go on instead of stopping."""
+    try:
+        yield
+    except Exception as error:
+        cause = error.__context__
+        while isinstance(cause, Exception | GeneratorExit):
+            cause = cause.__context__
+        if cause is None:  # no interrupt under it: the error is the run's own
+            raise
+        raise cause from None

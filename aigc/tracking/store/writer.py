@@ -62,7 +62,7 @@ class SpoolingClient:
         self._retries = retries
         self._probe_every_s = probe_every_s
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
-        self._lock = threading.Lock()  # the write in flight
+        self._lock = threading.RLock()  # the writes in flight
         self._replaying = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
@@ -71,6 +71,7 @@ class SpoolingClient:
         self._told = False
         self._count = 0
         self._in_flight: list[dict] = []  # taken from the queue, not yet sent
+        self._abandoned: set[str] = set()  # in flight when a flush gave up waiting: spooled then
         self._run_id: str | None = None
 
     # --- the client's interface ------------------------------------------------------------
@@ -112,7 +113,8 @@ class SpoolingClient:
                     self._queue.task_done()
                 except queue.Empty:
                     break
-            for record in abandoned:  # (one still in flight, if sent after all, is idempotent)
+            for record in abandoned:  # one the writer still sends is marked applied when it is sent
+                self._abandoned.add(record["id"])
                 self._to_spool(record)
         # mid-run (a checkpoint's flush) the writer replays the spool when the store is back:
         # training must not wait for thousands of spooled writes
@@ -209,6 +211,15 @@ class SpoolingClient:
 
     def _send(self, record: dict) -> None:
         error = apply(self._client, record, self._spool.files, self._retries)
+        with self._lock:  # from now on a flush leaves it to this thread
+            self._in_flight = [other for other in self._in_flight if other is not record]
+            spooled_meanwhile = record["id"] in self._abandoned
+        if spooled_meanwhile:  # a flush that stopped waiting spooled it: sent, it must not be replayed
+            if error is None or permanent(error):
+                with self._replaying:
+                    self._spool.mark_applied(record)
+                    discard_files(record, self._spool.files)
+            return
         if error is None:
             discard_files(record, self._spool.files)
         elif permanent(error):
