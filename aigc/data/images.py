@@ -1,5 +1,6 @@
 """An in-memory image datamodule: subclasses say where the pixels come from."""
 
+import os
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from aigc.common.constraints import NonNegativeInt, PositiveInt
 from aigc.data.sharding import evaluation_data
+from aigc.data.shuffle import EpochLoader, EpochShuffle
 from aigc.data.source import DataSource, digest
 
 
@@ -55,6 +57,9 @@ class ImageDataModule(LightningDataModule):
         self.num_classes = num_classes
         self.batch_size = batch_size
         self.num_workers = num_workers
+        # built right after the run's seed is set: the seed of the training order (read now, since
+        # restoring a checkpoint's random state changes what torch reports)
+        self.shuffle_seed = torch.initial_seed()
         self.source: DataSource | None = None
         self._splits: ImageSplits | None = None
         self._train: TensorDataset | None = None
@@ -95,7 +100,25 @@ class ImageDataModule(LightningDataModule):
         return torch.from_numpy(getattr(self._splits, f"{split}_images"))
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self._train, shuffle=True, drop_last=True)
+        # resumable mid-epoch, exactly (aigc.data.shuffle): each epoch's order from the run's seed and
+        # the epoch; the loader's own generator for its workers' seeds (torch's global one would
+        # shift the model's random numbers when a resumed run starts its loader)
+        processes, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        # every process must draw the same order: unseeded ones would not, and take Lightning's seed
+        seed = self.shuffle_seed if processes == 1 else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return EpochLoader(
+            self._train,
+            batch_size=self.batch_size,
+            sampler=EpochShuffle(self._train, seed, self._next_epoch, processes, rank),
+            generator=torch.Generator().manual_seed(seed),
+            drop_last=True,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def _next_epoch(self) -> int:
+        """The epoch the trainer starts next (on a restart: the one after the checkpoint's)."""
+        return self.trainer.fit_loop.epoch_progress.current.processed if self.trainer else 0
 
     def val_dataloader(self) -> DataLoader:
         # a blank image labelled -1 pads the processes' shares under DDP: models score real images only

@@ -31,6 +31,7 @@ DEPENDENCY_WARNINGS = [
     ("Lightning's pytree helpers use a torch API it deprecated", r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
     # the summary's size column assumes 32-bit parameters under bf16-mixed (their storage is float32)
     ("Lightning's model summary under bf16-mixed", r"Precision bf16-mixed is not supported by the model summary"),
+    ("torchdata's loader calls a torch API torch deprecated", r"'set_vital' is deprecated"),
 ]
 # loggers whose INFO lines are dropped (their warnings and errors still show), and what those lines say
 QUIET_LOGGERS = {
