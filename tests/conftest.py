@@ -182,6 +182,11 @@ def client_for(directory: Path) -> MlflowClient:
     return MlflowClient(f"sqlite:///{directory}/mlflow.db")
 
 
+def new_experiment(client: MlflowClient, name: str, directory: Path) -> str:
+    """An experiment whose artifacts stay in ``directory`` (a SQLite store's default is ./mlruns)."""
+    return client.create_experiment(name, artifact_location=(directory / "artifacts").as_uri())
+
+
 def all_runs(client: MlflowClient) -> list:
     return [run for exp in client.search_experiments() for run in client.search_runs([exp.experiment_id])]
 

@@ -3,11 +3,24 @@ a Lightning upgrade that moves one fails here, by name, not in the middle of som
 
 import lightning as L
 import pytest
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.strategies import DDPStrategy
 
 from aigc.trainer import internals as lightning_internals
+
+
+class Tiny(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(1, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
 def test_the_mlflow_logger_has_what_our_logger_extends(tmp_path):
@@ -31,19 +44,6 @@ def test_the_model_checkpoint_has_what_ours_calls():
 
 @pytest.mark.parametrize("steps", [0, 3])
 def test_the_step_axis_counts_optimizer_steps(steps):
-    import torch
-
-    class Tiny(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.layer = torch.nn.Linear(1, 1)
-
-        def training_step(self, batch, batch_idx):
-            return self.layer(batch).sum()
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
     trainer = L.Trainer(
         max_steps=steps or 1,
         logger=False,
@@ -72,24 +72,11 @@ def test_the_trainer_notes_sigterm_where_preemption_takes_it_over():
 def test_an_interrupt_while_the_loader_starts_stays_an_interrupt():
     """Lightning's teardown raises over an interrupt that lands in ``iter(dataloader)``; the
     interrupt is what reaches the run (which ends KILLED, and a sweep stops)."""
-    import torch
-
     from aigc.tracking.run.signals import RunInterrupted
 
     class InterruptedLoader(torch.utils.data.DataLoader):
         def __iter__(self):
             raise RunInterrupted(2)
-
-    class Tiny(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.layer = torch.nn.Linear(1, 1)
-
-        def training_step(self, batch, batch_idx):
-            return self.layer(batch).sum()
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
 
     def fit():
         trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)

@@ -7,7 +7,7 @@ import pytest
 from aigc.common import tags
 from aigc.common.stored import UnsafeConfig
 from aigc.jobs.training import train
-from tests.conftest import all_runs, client_for, composed
+from tests.conftest import all_runs, client_for, composed, new_experiment
 
 FAST = ("debug=fast", "data.download=false")
 
@@ -45,7 +45,7 @@ def test_a_rerun_reproduces_the_losses_and_says_when_the_code_moved(tmp_path: Pa
 
 def test_stored_overrides_naming_a_class_off_the_allow_list_are_refused(tmp_path: Path):
     client = client_for(tmp_path)
-    run_id = client.create_run(client.create_experiment("planted")).info.run_id
+    run_id = client.create_run(new_experiment(client, "planted", tmp_path)).info.run_id
     client.log_text(run_id, "debug=fast\n+callbacks.evil._target_=builtins.print\n", "config/overrides.txt")
     with composed("train", tmp_path, f"rerun={run_id}") as cfg, pytest.raises(UnsafeConfig, match="builtins.print"):
         train(cfg)
@@ -54,7 +54,7 @@ def test_stored_overrides_naming_a_class_off_the_allow_list_are_refused(tmp_path
 
 def test_a_rerun_of_a_run_that_is_not_there_or_not_aigcs_is_one_line(tmp_path: Path):
     client = client_for(tmp_path)
-    bare = client.create_run(client.create_experiment("elsewhere")).info.run_id
+    bare = client.create_run(new_experiment(client, "elsewhere", tmp_path)).info.run_id
     with composed("train", tmp_path, f"rerun={bare}") as cfg, pytest.raises(FileNotFoundError, match="overrides.txt"):
         train(cfg)
     with composed("train", tmp_path, "rerun=0123456789abcdef", "resume=0123456789abcdef") as cfg:

@@ -20,7 +20,7 @@ from aigc import runs
 from aigc.common.tags import HEARTBEAT as HEARTBEAT_TAG
 from aigc.jobs.training import train
 from aigc.tracking.store.liveness import lost, reap
-from tests.conftest import all_runs, client_for, composed, only_run, run_aigc, user_env
+from tests.conftest import all_runs, client_for, composed, new_experiment, only_run, run_aigc, user_env
 from tests.servers import MlflowServer, free_port
 
 pytestmark = pytest.mark.slow
@@ -230,7 +230,7 @@ def test_a_spool_replays_each_write_once_with_its_files_and_names(tmp_path: Path
     from aigc.tracking.store.writer import SpoolingClient
 
     client = client_for(tmp_path)
-    run_id = client.create_run(client.create_experiment("spooled")).info.run_id
+    run_id = client.create_run(new_experiment(client, "spooled", tmp_path)).info.run_id
     checkpoint = tmp_path / "last.ckpt"
     checkpoint.write_bytes(b"weights")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -262,7 +262,7 @@ def test_metric_writes_reach_the_store_in_few_batches_and_in_order_with_the_othe
     from aigc.tracking.store.writer import SpoolingClient
 
     client = client_for(tmp_path)
-    run_id = client.create_run(client.create_experiment("gathered")).info.run_id
+    run_id = client.create_run(new_experiment(client, "gathered", tmp_path)).info.run_id
     batches = []
 
     class Counting(MlflowClient):
@@ -290,7 +290,7 @@ def test_a_planted_spool_can_not_upload_files_from_elsewhere_or_call_other_metho
     from aigc.tracking.store.journal import FORMAT, Journal, replay
 
     client = client_for(tmp_path)
-    run_id = client.create_run(client.create_experiment("planted")).info.run_id
+    run_id = client.create_run(new_experiment(client, "planted", tmp_path)).info.run_id
     spool = Journal(tmp_path / "spool")
     spool.folder.mkdir()
     header = {"format": FORMAT, "tracking_uri": "x", "run_id": run_id}
@@ -313,7 +313,7 @@ def test_a_write_after_the_run_has_closed_still_reaches_the_store(tmp_path: Path
     from aigc.tracking.store.writer import SpoolingClient
 
     client = client_for(tmp_path)
-    run_id = client.create_run(client.create_experiment("closed")).info.run_id
+    run_id = client.create_run(new_experiment(client, "closed", tmp_path)).info.run_id
     spooling = SpoolingClient(MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"), tmp_path / "spool", "sqlite")
     spooling.set_terminated(run_id, "FAILED")
     assert spooling.flush(timeout_s=30, close=True) == 0
@@ -334,7 +334,7 @@ def test_a_write_a_flush_stopped_waiting_for_is_sent_once_and_the_run_ends(tmp_p
     from aigc.tracking.store.writer import SpoolingClient
 
     client = client_for(tmp_path)
-    run_id = client.create_run(client.create_experiment("slow")).info.run_id
+    run_id = client.create_run(new_experiment(client, "slow", tmp_path)).info.run_id
     uploading, release = threading.Event(), threading.Event()
 
     class SlowStore(MlflowClient):
