@@ -41,6 +41,8 @@ class EpochLoader(StatefulDataLoader):
     """A ``StatefulDataLoader`` over an ``EpochShuffle`` whose saved place is used only to resume
     the epoch it was saved in."""
 
+    _resumes_epoch: int | None = None  # the epoch of a loaded state, until the next iterator is made
+
     def state_dict(self) -> dict:
         return {**super().state_dict(), "epoch": self.sampler.epoch}
 
@@ -50,7 +52,7 @@ class EpochLoader(StatefulDataLoader):
         super().load_state_dict(state)
 
     def __iter__(self):
-        if getattr(self, "_resumes_epoch", None) not in (None, self.sampler.next_epoch()):
+        if self._resumes_epoch not in (None, self.sampler.next_epoch()):
             self.next_iter_state = None  # torchdata's: where the next iterator starts
         self._resumes_epoch = None
         return super().__iter__()
