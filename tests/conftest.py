@@ -133,6 +133,11 @@ def user_env(env: dict | None = None) -> dict:
     return full_env | {"PYTHONPATH": str(HELPERS), **(env or {})}
 
 
+def output_folders(root: Path) -> list[Path]:
+    """The output folders of the commands run in ``root`` (each holds Hydra's ``.hydra``)."""
+    return [p.parent for p in root.glob("logs/**/.hydra")]
+
+
 def run_aigc(cwd: Path, *overrides: str, timeout: float = 300, env: dict | None = None, module: str = "aigc.run"):
     """Run `python -m aigc.run ...` as a user would, in `cwd`."""
     return subprocess.run(

@@ -1,8 +1,9 @@
 """The servers a team runs, started by the tests on loopback in a temporary folder and stopped
 after them: PostgreSQL (Debian's), ``mlflow server`` (on SQLite or PostgreSQL, artifacts proxied
 to a folder or to S3, with sign-in or without) and moto's S3. docs/team.md gives the same
-commands for a real machine."""
+commands for a real machine. And ``mlflow models serve``, a model's server, as ``make serve`` starts it."""
 
+import json
 import os
 import shutil
 import signal
@@ -10,11 +11,15 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import user_env
 
 
 def free_port() -> int:
@@ -201,3 +206,55 @@ class MlflowServer:
     def stop(self, signum: int = signal.SIGKILL) -> None:
         _kill_group(self.process, signum)
         self.process = None
+
+
+def serve_model(
+    uri: str, tracking_uri: str, cwd: Path, taken: set[int], env: dict | None = None, attempts: int = 3
+) -> tuple[subprocess.Popen, int]:
+    """`mlflow models serve` of model ``uri`` (from ``tracking_uri``, ``env`` added to a user's) on
+    a port of its own, answering, and the port it listens on.
+
+    A port probed free can be bound by another process before the server binds it, and two
+    probes can return one port. The server then fails to bind while another process answers on
+    that port: once another model's server, whose schema refused these requests with HTTP 400.
+    So a port counts as the server's only when the server itself says it listens there; if
+    it can't bind, it is started again on another port."""
+    # as from an activated venv (or `make serve`): mlflow starts uvicorn from the PATH
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env = user_env({"MLFLOW_TRACKING_URI": tracking_uri, "PATH": path, **(env or {})})
+    command = ["mlflow", "models", "serve", "-m", uri, "--env-manager", "local", "--host", "127.0.0.1"]
+    for _ in range(attempts):
+        port = next(port for port in iter(free_port, None) if port not in taken)
+        server = subprocess.Popen(
+            [sys.executable, "-m", *command, "--port", str(port)],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group: its server workers go down with it
+        )
+        said = []
+        for line in server.stderr:  # until uvicorn says where it listens, or the process ends
+            said.append(line)
+            if f"Uvicorn running on http://127.0.0.1:{port}" in line:
+                threading.Thread(target=server.stderr.read, daemon=True).start()  # drain: never block the server
+                taken.add(port)
+                return server, port
+        server.wait(timeout=30)
+        if "address already in use" not in "".join(said):
+            pytest.fail(f"mlflow models serve did not start: {''.join(said)[-3000:]}")
+    pytest.fail(f"mlflow models serve found no free port in {attempts} attempts")
+
+
+def invoke(port: int, rows: list[dict], params: dict) -> list:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        data=json.dumps({"dataframe_records": rows, "params": params}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())["predictions"]
+    except urllib.error.HTTPError as error:  # the server's answer holds what predict raised, stack trace included
+        raise AssertionError(f"{error}: {error.read().decode(errors='replace')[-4000:]}") from None

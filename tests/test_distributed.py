@@ -16,15 +16,11 @@ from hydra.utils import instantiate
 
 from aigc.data.text import ConsecutiveWindows
 from aigc.evaluate import evaluate
-from tests.conftest import client_for, composed, only_run, run_aigc, user_env
+from tests.conftest import client_for, composed, only_run, output_folders, run_aigc, user_env
 from tests.test_diffusion import TINY
 
 pytestmark = pytest.mark.slow
 ONE_EPOCH = ("debug=fast", "trainer.max_epochs=1")
-
-
-def output_folders(root: Path) -> list[Path]:
-    return [p.parent for p in root.glob("logs/**/.hydra")]
 
 
 def scores_on_one_and_two_processes(folder: Path, checkpoint: str) -> tuple[dict, dict]:

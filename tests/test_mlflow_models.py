@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -29,7 +28,7 @@ from aigc.serving.generator import Generator
 from aigc.serving.pyfunc import MAX_IMAGES, generate
 from aigc.serving.registry import download_weights, model_of_run, register
 from tests.conftest import CONF_DIR, all_runs, client_for, composed, run_aigc, user_env
-from tests.servers import free_port
+from tests.servers import invoke, serve_model
 
 # one worker trains the module's two runs (pytest -n 2 --dist loadgroup), not each
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained_models")]
@@ -129,55 +128,6 @@ def test_the_model_loads_in_a_fresh_process_and_a_seed_fixes_its_output(trained,
     assert text["value"][0] == expected
 
 
-def serve(folder: Path, uri: str, cwd: Path, taken: set[int], attempts: int = 3) -> tuple[subprocess.Popen, int]:
-    """`mlflow models serve` on a port of its own, answering, and the port it listens on.
-
-    A port probed free can be bound by another process before the server binds it, and two
-    probes can return one port. The server then fails to bind while another process answers on
-    that port: once another model's server, whose schema refused these requests with HTTP 400.
-    So a port counts as the server's only when the server itself says it listens there; if
-    it can't bind, it is started again on another port."""
-    # as from an activated venv (or `make serve`): mlflow starts uvicorn from the PATH
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    env = user_env({"MLFLOW_TRACKING_URI": store(folder), "PATH": path})
-    command = ["mlflow", "models", "serve", "-m", uri, "--env-manager", "local", "--host", "127.0.0.1"]
-    for _ in range(attempts):
-        port = next(port for port in iter(free_port, None) if port not in taken)
-        server = subprocess.Popen(
-            [sys.executable, "-m", *command, "--port", str(port)],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # its own process group: its server workers go down with it
-        )
-        said = []
-        for line in server.stderr:  # until uvicorn says where it listens, or the process ends
-            said.append(line)
-            if f"Uvicorn running on http://127.0.0.1:{port}" in line:
-                threading.Thread(target=server.stderr.read, daemon=True).start()  # drain: never block the server
-                taken.add(port)
-                return server, port
-        server.wait(timeout=30)
-        if "address already in use" not in "".join(said):
-            pytest.fail(f"mlflow models serve did not start: {''.join(said)[-3000:]}")
-    pytest.fail(f"mlflow models serve found no free port in {attempts} attempts")
-
-
-def invoke(port: int, rows: list[dict], params: dict) -> list:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/invocations",
-        data=json.dumps({"dataframe_records": rows, "params": params}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read())["predictions"]
-    except urllib.error.HTTPError as error:  # the server's answer holds what predict raised, stack trace included
-        raise AssertionError(f"{error}: {error.read().decode(errors='replace')[-4000:]}") from None
-
-
 def test_mlflow_models_serve_answers_for_an_image_and_a_language_model(trained, diffusion, tmp_path):
     """The image model is the class-conditional diffusion model: a label in the rows, its sampling
     in the params; the same request gives the same images as the pyfunc model and aigc.sample."""
@@ -185,7 +135,7 @@ def test_mlflow_models_serve_answers_for_an_image_and_a_language_model(trained, 
     servers, ports, taken = [], {}, set()
     try:
         for run_id in (diffusion, language_model):
-            server, ports[run_id] = serve(folder, f"runs:/{run_id}/model", tmp_path, taken)
+            server, ports[run_id] = serve_model(f"runs:/{run_id}/model", store(folder), tmp_path, taken)
             servers.append(server)
         urllib.request.urlopen(f"http://127.0.0.1:{ports[language_model]}/ping", timeout=10).close()
         sevens, params = [{"num_samples": 2, "label": 7}], {"seed": 5, "guidance": 2.0, "steps": 3}

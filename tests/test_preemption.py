@@ -3,14 +3,16 @@
 the run ends KILLED and resume= continues it. Either way it ends as an uninterrupted run ends."""
 
 import os
-import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from aigc.common.errors import Preempted
 from aigc.jobs.training import train
-from tests.conftest import client_for, composed, only_run
+from tests.conftest import client_for, composed, only_run, output_folders, user_env
+from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
 COMMAND = ("model=vae", "data.download=false", "debug=fast", "trainer.limit_train_batches=5")
@@ -42,39 +44,51 @@ def uninterrupted(tmp_path: Path) -> list[tuple[int, float]]:
     return losses(folder)
 
 
-@pytest.fixture
-def slurm(tmp_path: Path, monkeypatch) -> Path:
-    """A SLURM job's environment (one task), and an scontrol on the PATH that notes what it is asked."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    scontrol = bin_dir / "scontrol"
-    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/scontrol.calls\n')
-    scontrol.chmod(scontrol.stat().st_mode | stat.S_IEXEC)
-    job = {"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}
-    job |= {"SLURM_NODEID": "0", "SLURM_JOB_NAME": "aigc-test", "SLURM_NODELIST": "localhost"}
-    for key, value in job.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    return tmp_path / "scontrol.calls"
+SLURM = Path(__file__).parent / "helpers" / "slurm"  # srun (two tasks on this machine) and scontrol
+TWO_TASKS = (
+    "trainer=multinode",
+    "trainer.accelerator=cpu",
+    "trainer.devices=2",
+    "trainer.num_nodes=1",
+    "trainer.precision=32-true",
+    "trainer.strategy.process_group_backend=gloo",
+    "metrics.inception=false",
+)
 
 
-def test_a_preempted_slurm_job_requeues_and_continues_its_run_to_the_same_end(
-    uninterrupted, slurm: Path, tmp_path: Path, monkeypatch
-):
-    folder = tmp_path / "cluster"
-    folder.mkdir()
-    with pytest.raises(Preempted) as stopped:
-        train_here(folder, *COMMAND, *WARNED_AT_STEP_3)
-    assert stopped.value.requeued == "4242" and stopped.value.checkpoint.endswith("preempted.ckpt")
-    assert slurm.read_text() == "requeue 4242\n"
-    run = only_run(client_for(folder))
+def srun(folder: Path, job: str, *overrides: str, restart: int = 0) -> subprocess.CompletedProcess:
+    """``srun python -m aigc.run ...`` as the batch script of SLURM job ``job`` runs it: two tasks
+    on one node, started by the ``srun`` of tests/helpers/slurm, which passes on the signals SLURM
+    sends; ``restart``: how many times the job was requeued before this start."""
+    job_env = {"SLURM_JOB_ID": job, "SLURM_JOB_NAME": "aigc-test", "SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2"}
+    job_env |= {"SLURM_NNODES": "1", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost", "SLURM_STEP_ID": "0"}
+    job_env |= {"SLURM_RESTART_COUNT": str(restart), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    job_env |= {"PATH": f"{SLURM}{os.pathsep}{os.environ['PATH']}", "SCONTROL_CALLS": str(folder / "scontrol.calls")}
+    command = ["srun", sys.executable, "-m", "aigc.run", *COMMAND, *TWO_TASKS, *overrides]
+    return subprocess.run(command, cwd=folder, env=user_env(job_env), capture_output=True, text=True, timeout=300)
+
+
+def test_a_preempted_slurm_job_requeues_and_continues_its_run_to_the_same_end(tmp_path: Path):
+    uninterrupted, cluster = tmp_path / "uninterrupted", tmp_path / "cluster"
+    for folder in (uninterrupted, cluster):
+        folder.mkdir()
+    whole = srun(uninterrupted, "4241")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    # SLURM's warning, sent to the job step (srun passes it to both tasks) when rank zero is at step 3
+    warned = srun(cluster, "4242", "+callbacks.warn._target_=failures.WarnJobAtStep", "+callbacks.warn.step=3")
+    assert warned.returncode == 0, warned.stderr[-3000:]  # requeued: the job's work is not lost
+    assert "SLURM job 4242, requeued, continues it" in warned.stderr
+    assert (cluster / "scontrol.calls").read_text() == "requeue 4242\n"  # once, by rank zero
+    run = only_run(client_for(cluster))
     assert run.info.status == "KILLED" and run.data.tags["aigc.slurm.job_id"] == "4242"
 
-    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # SLURM starts the requeued job: the same command
-    train_here(folder, *COMMAND, *WARNED_AT_STEP_3)
-    continued = only_run(client_for(folder))
+    requeued = srun(cluster, "4242", restart=1)  # SLURM starts the requeued job: the same command
+    assert requeued.returncode == 0, requeued.stderr[-3000:]
+    continued = only_run(client_for(cluster))
     assert continued.info.run_id == run.info.run_id and continued.info.status == "FINISHED"
-    assert same_curve(losses(folder), uninterrupted)  # as if it had never stopped
+    assert same_curve(losses(cluster), losses(uninterrupted))  # as if it had never stopped
+    assert output_folders(cluster) == [cluster / "logs/debug/runs/slurm-4242.0"]  # one job step, one folder
 
 
 @pytest.mark.parametrize("warning", ["SIGUSR1", "SIGTERM"])

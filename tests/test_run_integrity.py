@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.core.utils import setup_globals
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -71,11 +72,22 @@ def test_runs_started_at_once_get_two_folders_and_their_own_last_artifacts(two_r
         assert torch.load(last, weights_only=True)["aigc_run_id"] == run.info.run_id
 
 
-def test_the_default_run_folder_is_created_exclusively():
-    hydra = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "hydra/default.yaml"), resolve=False)
-    assert hydra["run"]["dir"].startswith("${aigc.unique_folder:") and hydra["sweep"]["dir"].startswith(
-        "${aigc.unique_folder:"
-    )
+def test_the_default_run_folder_is_created_exclusively_but_shared_by_a_slurm_steps_tasks(tmp_path, monkeypatch):
+    setup_globals()  # Hydra's own resolvers: ${now:}
+    hydra = OmegaConf.load(CONF_DIR / "hydra/default.yaml")
+    config = OmegaConf.create({"paths": {"log_dir": str(tmp_path)}, "task_name": "train", "hydra": hydra})
+
+    def folder() -> str:  # the run folder that a new command's config resolves to
+        return OmegaConf.create(OmegaConf.to_container(config)).hydra.run.dir
+
+    first, second = folder(), folder()  # two commands in the same second
+    assert Path(second) == Path(f"{first}_1") and Path(first).is_dir()
+    for key, value in {"SLURM_JOB_ID": "77", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "2"}.items():
+        monkeypatch.setenv(key, value)
+    task_0, task_1 = folder(), folder()  # the two tasks of a job step, started by srun
+    assert task_0 == task_1 == str(tmp_path / "train/runs/slurm-77.0")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")  # one task (srun --pty bash): a command's own folder
+    assert len({folder(), folder()}) == 2
 
 
 @pytest.mark.slow

@@ -3,16 +3,19 @@ proxied to S3 (moto), sign-in with ``--app-name basic-auth``, credentials from t
 
 import multiprocessing
 import os
+import signal
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
 import mlflow
+import numpy as np
 import pytest
 from mlflow import MlflowClient
+from mlflow.server import get_app_client
 
 from tests.conftest import composed, run_aigc
-from tests.servers import MlflowServer, MotoS3, Postgres
+from tests.servers import MlflowServer, MotoS3, Postgres, free_port, invoke, serve_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("team_server")]
 
@@ -52,13 +55,17 @@ def client_of(team, monkeypatch) -> MlflowClient:
     return MlflowClient(team.url)
 
 
-def test_a_run_signs_in_from_the_environment_and_its_artifacts_reach_s3(team, tmp_path: Path, monkeypatch):
+def test_a_sweep_signs_in_from_the_environment_and_every_command_works_on_its_runs(team, tmp_path: Path, monkeypatch):
     env = {"MLFLOW_TRACKING_URI": team.url, **team.env}
-    result = run_aigc(tmp_path, "debug=fast", "data.download=false", env=env)
+    result = run_aigc(tmp_path, "-m", "debug=fast", "data.download=false", "seed=1,2", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     client = client_of(team, monkeypatch)
-    (run,) = client.search_runs([client.get_experiment_by_name("gan-mnist").experiment_id])
-    assert run.info.status == "FINISHED" and "train/loss_g" in run.data.metrics
+    found = client.search_runs([client.get_experiment_by_name("gan-mnist").experiment_id])
+    (parent,) = [run for run in found if run.data.tags.get("aigc.sweep.role") == "parent"]
+    jobs = [run for run in found if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(jobs) == 2 and {run.info.status for run in [parent, *jobs]} == {"FINISHED"}
+    run = jobs[0]
+    assert "train/loss_g" in run.data.metrics
     assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied: the client holds no S3 key
     assert any(run.info.run_id in key and key.endswith("config.yaml") for key in team.s3.objects())
 
@@ -70,8 +77,8 @@ def test_a_run_signs_in_from_the_environment_and_its_artifacts_reach_s3(team, tm
     with composed("sample", tmp_path, f"run_id={run.info.run_id}", "num_samples=4", f"out={tmp_path}/4.png") as cfg:
         sample(cfg)
     assert (tmp_path / "4.png").stat().st_size > 0
-    with composed("compare", tmp_path, "experiment_name=gan-mnist") as cfg:
-        assert [compared.info.run_id for compared in compare(cfg).runs] == [run.info.run_id]
+    with composed("compare", tmp_path, f"run_id={parent.info.run_id}") as cfg:
+        assert {compared.info.run_id for compared in compare(cfg).runs} == {job.info.run_id for job in jobs}
     from aigc import runs
     from aigc.evaluate import evaluate
     from aigc.serving.registry import register
@@ -81,9 +88,15 @@ def test_a_run_signs_in_from_the_environment_and_its_artifacts_reach_s3(team, tm
     assert scores and set(scores) <= set(client.get_run(run.info.run_id).data.metrics)
     register(client, run.info.run_id, "team-gan", "champion")
     assert client.get_model_version_by_alias("team-gan", "champion").run_id == run.info.run_id
+    server, port = serve_model("models:/team-gan@champion", team.url, tmp_path, set(), env=team.env)
+    try:  # make serve: the model's files come through the signed-in server
+        assert np.asarray(invoke(port, [{"num_samples": 2}], {"seed": 1})).shape == (2, 28, 28, 1)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
     with pytest.raises(SystemExit) as reaped:
         runs.main(["reap", "--tracking-uri", team.url])
-    assert reaped.value.code == 0  # nothing to reap: the run ended
+    assert reaped.value.code == 0  # nothing to reap: the runs ended
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
 
     # the password is nowhere in what the run wrote: its folder, its record, its artifacts
@@ -116,6 +129,54 @@ def test_no_or_a_wrong_password_is_one_line_naming_what_to_set(team, tmp_path: P
             open_store(team.url)
     finally:
         del os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]
+
+
+def test_a_member_the_server_refuses_an_experiment_is_told_which_permission_to_ask_for(team, monkeypatch):
+    from aigc.common.errors import SignInRefused
+    from aigc.tracking.run.logger import MLflowLogger
+
+    admin = client_of(team, monkeypatch)
+    guarded = admin.create_experiment("guarded")
+    accounts = get_app_client("basic-auth", tracking_uri=team.url)
+    accounts.create_user("bob", "bobs-password-42")
+    accounts.grant_user_permission("bob", "experiment", guarded, "DENY")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "bob")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "bobs-password-42")
+    with pytest.raises(SignInRefused) as refused:  # signed in, but not allowed there: HTTP 403, not 401
+        MLflowLogger(team.url, "guarded", pyfunc=False).check_reachable()
+    assert str(refused.value) == (
+        f"MLflow tracking server {team.url} refused user 'bob' (HTTP 403, permission denied): ask its admin for "
+        "EDIT permission on experiment 'guarded', or log into one you may edit (logger.mlflow.experiment_name)"
+    )
+
+
+def test_sync_replays_a_spool_into_the_signed_in_server(team, tmp_path: Path, monkeypatch, capsys):
+    """A run whose writes were spooled while the server was out of reach, synced signed in."""
+    from mlflow.entities import Metric
+
+    from aigc import sync
+    from aigc.tracking.store.journal import SPOOL_FOLDER
+    from aigc.tracking.store.writer import SpoolingClient
+
+    client = client_of(team, monkeypatch)
+    run_id = client.create_run(client.create_experiment("spooled")).info.run_id
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    gone = f"http://127.0.0.1:{free_port()}"  # the server as the run saw it: out of reach
+    spooling = SpoolingClient(MlflowClient(gone), tmp_path / SPOOL_FOLDER, gone, retries=1, probe_every_s=0.1)
+    spooling.log_batch(run_id, metrics=[Metric("train/loss", 1.0 / step, 1000 + step, step) for step in (1, 2)])
+    spooling.set_terminated(run_id, "FINISHED")
+    assert spooling.flush(timeout_s=10, close=True) == 2
+
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
+    with pytest.raises(SystemExit) as refused:
+        sync.main([str(tmp_path), "--tracking-uri", team.url])
+    assert refused.value.code == 1 and "asks for a sign-in and no credentials were given" in capsys.readouterr().err
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
+    with pytest.raises(SystemExit) as synced:
+        sync.main([str(tmp_path), "--tracking-uri", team.url])
+    assert synced.value.code == 0
+    assert [(p.step, p.value) for p in client.get_metric_history(run_id, "train/loss")] == [(1, 1.0), (2, 0.5)]
+    assert client.get_run(run_id).info.status == "FINISHED"
 
 
 def _first_run(tracking_uri: str, experiment: str, env: dict, start, points: int, spool: str) -> None:

@@ -6,6 +6,10 @@ r"""OmegaConf resolvers that aigc's configs use; importing ``aigc`` registers th
   folder is created here with an exclusive ``mkdir``, so no two processes get the same one.
   Cached (``use_cache``): every later reading in this run, and in the jobs of a sweep (Hydra
   copies the cache into each job's config), gets the same folder.
+- ``${aigc.job_folder:<path>}``: a run's folder. Under ``srun`` every task of a job step runs
+  the command, at moments that need not fall in one second: the tasks of a step of several
+  share ``slurm-<job>.<step>`` beside ``<path>`` (the job's requeued start continues its run
+  there too); elsewhere ``unique_folder``.
 - ``${aigc.overrides_text:}``: Hydra's ``job.override_dirname`` as typed, so that a
   ``${oc.env:TOKEN}`` on the command line names a run by its text, never its value. The text
   comes back escaped (``\${``): ``hydra.utils.instantiate`` resolves a config in place and then
@@ -19,6 +23,8 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
+from aigc.common.slurm import shared_step_name
+
 
 def unique_folder(path: str) -> str:
     base = Path(path)
@@ -30,6 +36,14 @@ def unique_folder(path: str) -> str:
         except FileExistsError:
             continue
         return str(candidate)
+
+
+def job_folder(path: str) -> str:
+    if (step := shared_step_name()) is None:
+        return unique_folder(path)
+    shared = Path(path).with_name(step)
+    shared.mkdir(parents=True, exist_ok=True)
+    return str(shared)
 
 
 def overrides_text() -> str:
@@ -50,4 +64,5 @@ _INTERPOLATION = re.compile(r"(?<!\\)\$\{")
 
 
 OmegaConf.register_new_resolver("aigc.unique_folder", unique_folder, use_cache=True, replace=True)
+OmegaConf.register_new_resolver("aigc.job_folder", job_folder, use_cache=True, replace=True)
 OmegaConf.register_new_resolver("aigc.overrides_text", overrides_text, replace=True)

@@ -21,12 +21,13 @@ from aigc.common import tags
 from aigc.common.capabilities import MissingCapability
 from aigc.common.errors import SignInRefused
 from aigc.common.hub import PretrainedUnavailable
+from aigc.common.slurm import slurm_job_id
 from aigc.common.stored import read_checkpoint
 from aigc.config.validation import ConfigError, check_trainable, validate
 from aigc.jobs.build import Job, build
 from aigc.tracking.run.record import recorded_config, typed_overrides
 from aigc.tracking.run.rerun import rerun_config
-from aigc.tracking.run.resume import requeued_run, requeued_when_preempted, resume_point, slurm_job_id
+from aigc.tracking.run.resume import requeued_run, requeued_when_preempted, resume_point
 from aigc.tracking.run.tracker import Record
 from aigc.trainer.distributed import lost_ranks_named
 from aigc.trainer.internals import interrupts_kept
@@ -59,7 +60,7 @@ def train(cfg: DictConfig) -> float | None:
         print(f"This job finished before in the same sweep (MLflow run {twin.info.run_id}): not run again")
         return twin.data.metrics.get(cfg.objective.metric)
     ckpt_path, run_id = resume_point(cfg)
-    checkpoints = claim_checkpoint_folder(job.trainer)
+    checkpoints = claim_checkpoint_folder(job.trainer, resumed_from=ckpt_path)
     job.tracker.connect(resume_run_id=run_id)  # before any data is loaded
     job.datamodule.prepare_data()
     job.datamodule.setup("fit")
@@ -104,10 +105,12 @@ def weights_to_serve(job: Job) -> tuple[dict, str]:
     return state | {type(job.datamodule).__qualname__: job.datamodule.state_dict()}, "the final weights"
 
 
-def claim_checkpoint_folder(trainer: L.Trainer) -> Path | None:
+def claim_checkpoint_folder(trainer: L.Trainer, resumed_from: str | None = None) -> Path | None:
     """Create the run's checkpoint folder, or refuse a folder that exists: it holds another
     command's checkpoints (two runs given one ``hydra.run.dir``), which this run would overwrite
-    or resume would mistake for its own. Rank zero writes checkpoints; the others don't claim."""
+    or resume would mistake for its own; unless it is where the checkpoint this run resumes from
+    lies (a requeued SLURM job step, in its own folder again). Rank zero writes checkpoints; the
+    others don't claim."""
     callback = trainer.checkpoint_callback
     if callback is None or callback.dirpath is None or rank_zero_only.rank != 0:
         return None
@@ -116,6 +119,8 @@ def claim_checkpoint_folder(trainer: L.Trainer) -> Path | None:
     try:
         folder.mkdir()
     except FileExistsError:
+        if resumed_from is not None and Path(resumed_from).resolve().parent == folder:
+            return folder
         raise FileExistsError(
             f"the checkpoint folder {folder} exists: another run writes there; give this run its own "
             "hydra.run.dir (the default names a new folder for every command)"

@@ -74,3 +74,15 @@ class SignalAtStep(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.step:
             os.kill(os.getpid(), self.signum)
+
+
+class WarnJobAtStep(Callback):
+    """Rank zero asks the job's launcher (the tests' ``srun``) to send every task the signal ``name``
+    before step ``step``, as SLURM's ``--signal`` does before it preempts a job."""
+
+    def __init__(self, step: int, name: str = "SIGUSR1"):
+        self.step, self.signum = step, signal.Signals[name]
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_rank == 0 and trainer.global_step == self.step:
+            os.kill(os.getppid(), self.signum)

@@ -103,12 +103,12 @@ class MLflowLogger(MLFlowLogger):
     def check_reachable(self) -> None:
         """Create the store and the experiment now, or fail fast with one message naming the URI
         and the fix (instead of MLflow's minutes of retries). No run exists yet: ``open_run``."""
-        with reachable_store(self._tracking_uri):
+        with reachable_store(self._tracking_uri, experiment=self._experiment_name):
             self._find_experiment()
 
     def open_run(self) -> None:
         """Create the run (or take up the one ``continue_run`` named), with an explicit experiment id."""
-        with reachable_store(self._tracking_uri):
+        with reachable_store(self._tracking_uri, experiment=self._experiment_name):
             self._find_experiment()
             _ = self.experiment
             if self._continuing:
@@ -154,7 +154,7 @@ class MLflowLogger(MLFlowLogger):
         interrupt skips the jobs it already finished. (Optuna trials never repeat their params.)"""
         if not (self._parent_run_id and self._run_name):
             return None
-        with reachable_store(self._tracking_uri):
+        with reachable_store(self._tracking_uri, experiment=self._experiment_name):
             parent = self._mlflow_client.get_run(self._parent_run_id)
             siblings = self._mlflow_client.search_runs(
                 [parent.info.experiment_id],

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aigc.common import tags
 from aigc.common.errors import Preempted
+from aigc.common.slurm import slurm_job_id
 from aigc.common.stored import CONFIG_KEY, RUN_KEY, NotACheckpoint, read_checkpoint
 from aigc.tracking.store.checkpoints import checkpoint_of_run
 from aigc.tracking.store.client import open_store, stored_run
@@ -122,13 +123,6 @@ def resume_point(cfg: DictConfig) -> tuple[str | None, str | None]:
     return ckpt_path, run_id
 
 
-def slurm_job_id() -> str | None:
-    """The SLURM job this process belongs to (an array job's task as ``<job>_<task>``), if any."""
-    if os.environ.get("SLURM_ARRAY_JOB_ID"):
-        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-    return os.environ.get("SLURM_JOB_ID")
-
-
 def requeued_run(cfg: DictConfig) -> str | None:
     """The MLflow run to continue when this is a requeued SLURM job's next start
     (``SLURM_RESTART_COUNT`` > 0): the latest run of the experiment tagged with the job's id."""
@@ -163,7 +157,9 @@ def requeued_when_preempted() -> Iterator[None]:
         yield
     except Preempted as stop:
         job = slurm_job_id()
-        if job is not None and rank_zero_only.rank == 0:
+        if job is not None and rank_zero_only.rank != 0:
+            stop.requeued = job  # rank zero requeues the job, every task of it
+        elif job is not None:
             requeue = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
             if requeue.returncode != 0:
                 print(f"Warning: scontrol requeue {job} failed: {requeue.stderr.strip()[:300]}", file=sys.stderr)

@@ -79,7 +79,7 @@ class SweepRun(Callback):
             self.register = OmegaConf.select(config, "register"), OmegaConf.select(config, "register_alias")
             self.sweep_dir = str(Path(config.hydra.sweep.dir).resolve())
             self._client = UninterruptedClient(open_store(self.tracking_uri, must_exist=False))
-            with reachable_store(self.tracking_uri):
+            with reachable_store(self.tracking_uri, experiment=self.experiment_name):
                 self.run_id = self._open_parent(config)
         except (TrackingUnreachable, SignInRefused) as error:
             print(f"Error: {error}", file=sys.stderr)

@@ -24,7 +24,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.protos.databricks_pb2 import PERMISSION_DENIED, RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from aigc.common import tags
 from aigc.common.errors import SignInRefused, first_line
@@ -54,9 +54,10 @@ FIX = "start the server, or point logger.mlflow.tracking_uri (or MLFLOW_TRACKING
 
 
 @contextmanager
-def reachable_store(uri: str, timeout_s: float = 5.0) -> Iterator[None]:
+def reachable_store(uri: str, timeout_s: float = 5.0, experiment: str | None = None) -> Iterator[None]:
     """Checks that a server answers, then holds ``store_lock``; whatever fails inside becomes one
-    ``TrackingUnreachable`` naming the URI and the fix."""
+    ``TrackingUnreachable`` naming the URI and the fix, or, when the server refuses the signed-in
+    user (HTTP 403) what it was doing in ``experiment``, a ``SignInRefused`` naming the permission."""
     if uri.startswith(("http://", "https://")):
         try:
             urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s).close()
@@ -72,7 +73,21 @@ def reachable_store(uri: str, timeout_s: float = 5.0) -> Iterator[None]:
     except OSError as error:
         raise TrackingUnreachable(f"cannot create the MLflow store {uri} ({error}): {FIX}") from None
     except Exception as error:
+        if forbidden(error):
+            where = f"experiment '{experiment}'" if experiment else "the experiment"
+            raise SignInRefused(
+                f"MLflow tracking server {uri} refused user '{os.environ.get('MLFLOW_TRACKING_USERNAME')}' "
+                f"(HTTP 403, permission denied): ask its admin for EDIT permission on {where}, or log into "
+                "one you may edit (logger.mlflow.experiment_name)"
+            ) from None
         raise TrackingUnreachable(f"MLflow tracking store {uri} failed: {first_line(error)}: {FIX}") from None
+
+
+def forbidden(error: Exception) -> bool:
+    """A server's HTTP 403: the user signed in, but may not do what was asked."""
+    return isinstance(error, MlflowException) and (
+        error.error_code == ErrorCode.Name(PERMISSION_DENIED) or "error code 403" in str(error)
+    )
 
 
 def check_signed_in(uri: str, timeout_s: float = 5.0) -> None:
