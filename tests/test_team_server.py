@@ -179,47 +179,52 @@ def test_sync_replays_a_spool_into_the_signed_in_server(team, tmp_path: Path, mo
     assert client.get_run(run_id).info.status == "FINISHED"
 
 
-def _first_run(tracking_uri: str, experiment: str, env: dict, start, points: int, spool: str) -> None:
-    """What ``aigc.run`` does with its store, from the moment it connects: one new run, ``points``
-    metric points through the writer, FINISHED."""
+def _first_runs(stores: list[str], experiment: str, env: dict, start, points: int, spool: str) -> None:
+    """What ``aigc.run`` does with its store, from the moment it connects, in each store in turn,
+    started at once with the other processes: one new run, ``points`` metric points through the
+    writer, FINISHED."""
     os.environ.update(env)
     from aigc.tracking.run.lifecycle import tracked_run
     from aigc.tracking.run.logger import MLflowLogger
 
-    logger = MLflowLogger(tracking_uri, experiment, spool_dir=spool, pyfunc=False)
-    start.wait(timeout=60)
-    logger.check_reachable()
-    logger.open_run()
-    with tracked_run(logger):
-        for step in range(points):
-            logger.log_metrics({"train/loss": 1.0 / (step + 1)}, step=step)
+    for number, uri in enumerate(stores):
+        logger = MLflowLogger(uri, experiment, spool_dir=f"{spool}/{number}", pyfunc=False)
+        start.wait(timeout=60)
+        logger.check_reachable()
+        logger.open_run()
+        with tracked_run(logger):
+            for step in range(points):
+                logger.log_metrics({"train/loss": 1.0 / (step + 1)}, step=step)
 
 
-@pytest.mark.parametrize("store", ["server", "sqlite"])
 def test_four_processes_start_a_new_experiment_at_once_into_one_experiment_losing_no_point(
-    store, team, tmp_path: Path, monkeypatch
+    team, tmp_path: Path, monkeypatch
 ):
-    uri = team.url if store == "server" else f"sqlite:///{tmp_path}/mlflow.db"
+    stores = {"server": team.url, "sqlite": f"sqlite:///{tmp_path}/mlflow.db"}
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(4)
     workers = [
-        context.Process(target=_first_run, args=(uri, "raced", team.env, start, 300, str(tmp_path / f"spool{i}")))
+        context.Process(
+            target=_first_runs, args=(list(stores.values()), "raced", team.env, start, 300, str(tmp_path / f"spool{i}"))
+        )
         for i in range(4)
     ]
     for worker in workers:
         worker.start()
     for worker in workers:
-        worker.join(timeout=180)
+        worker.join(timeout=300)
     assert [worker.exitcode for worker in workers] == [0, 0, 0, 0]
-    client = client_of(team, monkeypatch) if store == "server" else MlflowClient(uri)
-    assert client.search_runs(["0"]) == []  # none of them lost the race into Default
-    runs = client.search_runs([client.get_experiment_by_name("raced").experiment_id])
-    assert len(runs) == 4 and {run.info.status for run in runs} == {"FINISHED"}
-    for run in runs:
-        assert [point.step for point in client.get_metric_history(run.info.run_id, "train/loss")] == list(range(300))
-    if store == "server":  # runs talk HTTP; only the server holds database connections, and its pool bounds them
-        pool = int(POOL["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]) + int(POOL["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"])
-        assert 0 < team.postgres.connections("mlflow") <= pool
+    for store, uri in stores.items():
+        client = client_of(team, monkeypatch) if store == "server" else MlflowClient(uri)
+        assert client.search_runs(["0"]) == [], store  # none of them lost the race into Default
+        runs = client.search_runs([client.get_experiment_by_name("raced").experiment_id])
+        assert len(runs) == 4 and {run.info.status for run in runs} == {"FINISHED"}, store
+        for run in runs:
+            steps = [point.step for point in client.get_metric_history(run.info.run_id, "train/loss")]
+            assert steps == list(range(300)), store
+    # runs talk HTTP; only the server holds database connections, and its pool bounds them
+    pool = int(POOL["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]) + int(POOL["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"])
+    assert 0 < team.postgres.connections("mlflow") <= pool
 
 
 def test_a_run_made_offline_is_pushed_into_the_server_with_its_model(team, tmp_path: Path, monkeypatch, capsys):
