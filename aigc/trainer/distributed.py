@@ -84,13 +84,20 @@ class DDPStrategy(LightningDDPStrategy):
                     "(no network port)"
                 )
         super().setup_distributed()  # Lightning's own set-up; it finds the process group made
+        if self.liveness is not None:  # set up again (fit, then test, in one process): one counter
+            self.liveness.stop()
         self.liveness = RankLiveness(self.global_rank, self.world_size)
 
 
 class RankLiveness:
     """Every process counts up its own key in the process group's store, once a second, from a
     thread; when a collective fails, the ranks whose counts stand still are the lost ones (counts,
-    not clocks: the machines' clocks may differ)."""
+    not clocks: the machines' clocks may differ).
+
+    The thread is stopped and joined at exit, before the interpreter finalizes: Python (< 3.14)
+    ends a daemon thread that wants the GIL back during finalization with ``pthread_exit``, and if
+    that thread is inside ``store.add`` then, the unwind crosses pybind11's (noexcept) GIL release
+    and C++ calls ``std::terminate``: the process dies with SIGABRT after its work is done."""
 
     KEY = "aigc/alive/{}"
 
@@ -98,7 +105,16 @@ class RankLiveness:
         self.rank, self.world_size, self.every_s = rank, world_size, every_s
         self.store = torch.distributed.distributed_c10d._get_default_store()  # the group's own rendezvous
         self._stop = threading.Event()
-        threading.Thread(target=self._count, name="aigc-rank-liveness", daemon=True).start()
+        self._thread = threading.Thread(target=self._count, name="aigc-rank-liveness", daemon=True)
+        self._thread.start()
+        # atexit runs its handlers last in, first out: this one before the process group is destroyed
+        atexit.register(self.stop)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop counting: the thread finishes the ``store.add`` it may be in, and ends."""
+        self._stop.set()
+        self._thread.join(timeout_s)
+        atexit.unregister(self.stop)
 
     def _count(self) -> None:
         while not self._stop.is_set():
