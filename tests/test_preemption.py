@@ -16,6 +16,8 @@ from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
 COMMAND = ("model=vae", "data.download=false", "debug=fast", "trainer.limit_train_batches=5")
+# windows drawn at random from a text: its loader is resumable mid-epoch too
+TEXT = ("model=transformer", "data=pydocs", "debug=fast", "trainer.limit_train_batches=5")
 WARNED_AT_STEP_3 = ("+callbacks.warn._target_=tests.helpers.failures.SignalAtStep", "+callbacks.warn.step=3")
 
 
@@ -34,14 +36,6 @@ def same_curve(got: list[tuple[int, float]], expected: list[tuple[int, float]]) 
 def train_here(folder: Path, *overrides: str) -> None:
     with composed("train", folder, *overrides) as cfg:
         train(cfg)
-
-
-@pytest.fixture
-def uninterrupted(tmp_path: Path) -> list[tuple[int, float]]:
-    folder = tmp_path / "uninterrupted"
-    folder.mkdir()
-    train_here(folder, *COMMAND)
-    return losses(folder)
 
 
 SLURM = Path(__file__).parent / "helpers" / "slurm"  # srun (two tasks on this machine) and scontrol
@@ -91,19 +85,25 @@ def test_a_preempted_slurm_job_requeues_and_continues_its_run_to_the_same_end(tm
     assert output_folders(cluster) == [cluster / "logs/debug/runs/slurm-4242.0"]  # one job step, one folder
 
 
-@pytest.mark.parametrize("warning", ["SIGUSR1", "SIGTERM"])
-def test_a_preempted_run_elsewhere_ends_killed_and_resume_continues_it(warning, uninterrupted, tmp_path: Path):
-    folder = tmp_path / "laptop"
-    folder.mkdir()
+@pytest.mark.parametrize(
+    ("warning", "command"),
+    [("SIGUSR1", COMMAND), ("SIGTERM", COMMAND), ("SIGUSR1", TEXT)],
+    ids=["SIGUSR1", "SIGTERM", "text"],
+)
+def test_a_preempted_run_elsewhere_ends_killed_and_resume_continues_it(warning, command, tmp_path: Path):
+    uninterrupted, folder = tmp_path / "uninterrupted", tmp_path / "laptop"
+    for each in (uninterrupted, folder):
+        each.mkdir()
+    train_here(uninterrupted, *command)
     warned = (*WARNED_AT_STEP_3, f"+callbacks.warn.name={warning}", f"callbacks.preemption.signal={warning}")
     with pytest.raises(Preempted) as stopped:
-        train_here(folder, *COMMAND, *warned)
+        train_here(folder, *command, *warned)
     assert stopped.value.requeued is None and stopped.value.signal_name == warning
     assert stopped.value.step == 4  # the step the warning came in, finished and logged
     assert Path(stopped.value.checkpoint).is_file()
     run = only_run(client_for(folder))
     assert run.info.status == "KILLED"
 
-    train_here(folder, *COMMAND, *warned, f"resume={run.info.run_id}")
+    train_here(folder, *command, *warned, f"resume={run.info.run_id}")
     assert only_run(client_for(folder)).info.status == "FINISHED"
-    assert same_curve(losses(folder), uninterrupted)  # as if it had never stopped
+    assert same_curve(losses(folder), losses(uninterrupted))  # as if it had never stopped

@@ -94,15 +94,40 @@ def test_windows_have_block_size_tokens_and_targets_shifted_by_one():
     assert datamodule.vocab_size == datamodule.tokenizer.vocab_size
 
 
-def test_training_windows_follow_the_seed():
-    datamodule = pydocs(batches_per_epoch=2)
-
-    def first_epoch(seed):
+def test_training_windows_follow_the_seed_and_the_epoch():
+    def two_epochs(seed):  # as a run does: the seed set, then the data built
         seed_everything(seed, verbose=False)
-        return torch.cat([x for x, _ in datamodule.train_dataloader()])
+        loader = pydocs(batches_per_epoch=2).train_dataloader()
+        return [torch.cat([x for x, _ in loader]) for _ in range(2)]
 
-    assert torch.equal(first_epoch(7), first_epoch(7))
-    assert not torch.equal(first_epoch(7), first_epoch(8))
+    first, second = two_epochs(7)
+    assert torch.equal(first, two_epochs(7)[0]) and torch.equal(second, two_epochs(7)[1])
+    assert not torch.equal(first, second)
+    assert not torch.equal(first, two_epochs(8)[0])
+
+
+@pytest.mark.parametrize("contiguous", [False, True])
+def test_training_batches_resume_in_the_middle_of_an_epoch_and_at_its_end(contiguous):
+    """A loader state saved after some batches (a preempted run's checkpoint) continues with the
+    batches that came next, and a state saved at an epoch's end starts the next epoch."""
+
+    def loader():
+        seed_everything(3, verbose=False)
+        return pydocs(block_size=8, batch_size=2, batches_per_epoch=6, contiguous=contiguous).train_dataloader()
+
+    whole = loader()
+    epochs = [[x for x, _ in whole] for _ in range(2)]
+    stopped = loader()
+    started = iter(stopped)
+    served = [next(started)[0] for _ in range(3)]
+    resumed = loader()
+    resumed.load_state_dict(stopped.state_dict())
+    rest = [x for x, _ in resumed]
+    assert len(served + rest) == len(epochs[0])
+    assert all(torch.equal(got, expected) for got, expected in zip(served + rest, epochs[0], strict=True))
+    at_the_end = loader()
+    at_the_end.load_state_dict(resumed.state_dict())
+    assert all(torch.equal(got, expected) for (got, _), expected in zip(at_the_end, epochs[1], strict=True))
 
 
 def test_validation_windows_are_consecutive_and_deterministic():

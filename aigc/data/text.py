@@ -8,8 +8,9 @@ Batches are ``(x, y)``, both int64 ``(batch_size, block_size)``, ``y`` being ``x
 one token left (the next token at every position).
 
 - Training, by default, draws ``batches_per_epoch`` batches of windows at random offsets,
-  like nanoGPT's ``get_batch``. The draws are seeded from torch's global generator when an
-  epoch starts, so Lightning's ``seed=`` repeats a run.
+  like nanoGPT's ``get_batch``. Each epoch's draws follow from the run's seed (``seed=``
+  repeats a run), the epoch and the process, and a checkpoint keeps how far the epoch got: a
+  run resumed from the middle of an epoch trains on the batches that came next.
 - Training with ``contiguous: true`` serves the classic truncated-BPTT layout for a
   recurrent model that carries its hidden state from batch to batch: the training tokens
   are cut into ``batch_size`` equal streams and batch ``k`` row ``i`` is the ``k``-th
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from aigc.common.constraints import NonNegativeInt, OpenFraction, PositiveInt
 from aigc.data.corpora import Corpus
@@ -75,6 +77,9 @@ class TextDataModule(LightningDataModule):
         self.batches_per_epoch = batches_per_epoch
         self.contiguous = contiguous
         self.path = path
+        # built right after the run's seed is set: the seed of the training windows (read now, since
+        # restoring a checkpoint's random state changes what torch reports)
+        self.windows_seed = torch.initial_seed()
         self.source: DataSource | None = None
         self.train_text: str | None = None
         self.val_text: str | None = None
@@ -135,11 +140,17 @@ class TextDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         windows = (ContiguousWindows if self.contiguous else RandomWindows)(
-            self._train_ids, self.block_size, self.batch_size, self.batches_per_epoch
+            self._train_ids, self.block_size, self.batch_size, self.batches_per_epoch, self.windows_seed
         )
-        # the dataset yields whole batches (batch_size=None: no re-batching)
-        return DataLoader(
-            windows, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0
+        # the dataset yields whole batches (batch_size=None: no re-batching); resumable mid-epoch; the
+        # loader's own generator for its workers' seeds (torch's global one would shift the model's
+        # random numbers when a resumed run starts its loader)
+        return StatefulDataLoader(
+            windows,
+            batch_size=None,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.windows_seed),
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -177,17 +188,46 @@ class _TrainBatches(IterableDataset):
     """Yields whole training batches; batch ``k`` of an epoch goes to DataLoader worker ``k % num_workers``.
 
     The DataLoader takes batches from its workers in turn, so they arrive in order ``k = 0, 1, ...``.
+    Resumable in the middle of an epoch: torchdata's ``StatefulDataLoader`` keeps ``state_dict``
+    (the seed, the epoch, how many of its batches were served) in the run's checkpoints; a loaded
+    state continues its epoch with the batches that come next, or starts the next epoch if it
+    was served whole.
     """
 
-    def __init__(self, ids: torch.Tensor, block_size: int, batch_size: int, batches_per_epoch: int):
+    def __init__(self, ids: torch.Tensor, block_size: int, batch_size: int, batches_per_epoch: int, seed: int = 0):
         self.ids, self.block_size, self.batch_size = ids, block_size, batch_size
         self.batches_per_epoch = batches_per_epoch
+        self.seed = seed
+        self.epoch, self._served = -1, 0  # the epoch being served (-1: none yet), and its batches so far
+        self._loaded: dict | None = None
+
+    def state_dict(self) -> dict:
+        return {"seed": self.seed, "epoch": self.epoch, "served": self._served}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._loaded = state
 
     def __iter__(self):
         worker = get_worker_info()
         first, step = (worker.id, worker.num_workers) if worker is not None else (0, 1)
-        for k in range(first, len(self), step):
-            yield self.batch(k)
+        mine = range(first, len(self), step)
+        loaded, self._loaded, skip = self._loaded, None, 0
+        if loaded is None:
+            self.epoch += 1
+        elif loaded["epoch"] < 0 or loaded["served"] >= len(mine):  # saved between epochs
+            self.seed, self.epoch = loaded["seed"], loaded["epoch"] + 1
+        else:
+            self.seed, self.epoch, skip = loaded["seed"], loaded["epoch"], loaded["served"]
+        self.start_epoch()
+        self._served = 0
+        for k in mine:
+            batch = self.batch(k)  # made also when skipped: the draws that follow are the epoch's own
+            self._served += 1
+            if self._served > skip:
+                yield batch
+
+    def start_epoch(self) -> None:
+        """Make what the epoch's batches are drawn from."""
 
     def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -199,14 +239,13 @@ class RandomWindows(_TrainBatches):
     def __len__(self) -> int:
         return self.batches_per_epoch
 
-    def __iter__(self):
-        # One draw from torch's global generator (seeded by Lightning; in a worker, by torch from
-        # that seed and the worker id) fixes the epoch's windows; the rank is added so DDP
-        # processes, seeded alike, draw different windows.
-        seed = int(torch.randint(2**62, ())) + rank_and_world()[0]
-        self.generator = torch.Generator().manual_seed(seed)
+    def start_epoch(self) -> None:
+        # the epoch's windows follow from the run's seed, the epoch and the process, never from
+        # torch's global generator (whose draws a resumed run would make at other moments): each
+        # epoch anew, each DDP process its own, and the same again when a run resumes
+        mixed = np.random.SeedSequence([self.seed, self.epoch, rank_and_world()[0]]).generate_state(1, np.uint64)
+        self.generator = torch.Generator().manual_seed(int(mixed[0]))
         self.offsets = torch.arange(self.block_size)
-        yield from super().__iter__()
 
     def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         starts = torch.randint(len(self.ids) - self.block_size, (self.batch_size, 1), generator=self.generator)
@@ -236,9 +275,8 @@ class ContiguousWindows(_TrainBatches):
     def __len__(self) -> int:
         return (self.streams().shape[1] - 1) // self.block_size
 
-    def __iter__(self):
+    def start_epoch(self) -> None:
         self._streams = self.streams()
-        yield from super().__iter__()
 
     def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         start = k * self.block_size
