@@ -14,6 +14,7 @@ from lightning import seed_everything
 from omegaconf.errors import MissingMandatoryValue
 
 from aigc.data.corpora import TINY_SHAKESPEARE_CHARS, PyDocs, TextFile, TinyShakespeare
+from aigc.data.shuffle import EpochLoader
 from aigc.data.text import TextDataModule
 from aigc.data.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
 
@@ -94,11 +95,21 @@ def test_windows_have_block_size_tokens_and_targets_shifted_by_one():
     assert datamodule.vocab_size == datamodule.tokenizer.vocab_size
 
 
+def training_loader(epoch: list[int], seed: int = 3, **settings) -> EpochLoader:
+    """A run's training loader (the seed set, then the data built), in the trainer's epoch ``epoch[0]``."""
+    seed_everything(seed, verbose=False)
+    loader = pydocs(**settings).train_dataloader()
+    loader.next_epoch = lambda: epoch[0]
+    return loader
+
+
 def test_training_windows_follow_the_seed_and_the_epoch():
-    def two_epochs(seed):  # as a run does: the seed set, then the data built
-        seed_everything(seed, verbose=False)
-        loader = pydocs(batches_per_epoch=2).train_dataloader()
-        return [torch.cat([x for x, _ in loader]) for _ in range(2)]
+    def two_epochs(seed):
+        epoch = [0]
+        loader = training_loader(epoch, seed, batches_per_epoch=2)
+        first = torch.cat([x for x, _ in loader])
+        epoch[0] = 1
+        return first, torch.cat([x for x, _ in loader])
 
     first, second = two_epochs(7)
     assert torch.equal(first, two_epochs(7)[0]) and torch.equal(second, two_epochs(7)[1])
@@ -109,25 +120,29 @@ def test_training_windows_follow_the_seed_and_the_epoch():
 @pytest.mark.parametrize("contiguous", [False, True])
 def test_training_batches_resume_in_the_middle_of_an_epoch_and_at_its_end(contiguous):
     """A loader state saved after some batches (a preempted run's checkpoint) continues with the
-    batches that came next, and a state saved at an epoch's end starts the next epoch."""
+    batches that came next; the next epoch starts at its first batch, also when the epoch ended
+    before its data did (trainer.limit_train_batches)."""
+    epoch, settings = [0], {"block_size": 8, "batch_size": 2, "batches_per_epoch": 6, "contiguous": contiguous}
+    whole = training_loader(epoch, **settings)
+    first = [x for x, _ in whole]
+    epoch[0] = 1
+    second = [x for x, _ in whole][:2]
 
-    def loader():
-        seed_everything(3, verbose=False)
-        return pydocs(block_size=8, batch_size=2, batches_per_epoch=6, contiguous=contiguous).train_dataloader()
-
-    whole = loader()
-    epochs = [[x for x, _ in whole] for _ in range(2)]
-    stopped = loader()
+    epoch[0] = 0
+    stopped = training_loader(epoch, **settings)
     started = iter(stopped)
     served = [next(started)[0] for _ in range(3)]
-    resumed = loader()
+    resumed = training_loader(epoch, **settings)
     resumed.load_state_dict(stopped.state_dict())
     rest = [x for x, _ in resumed]
-    assert len(served + rest) == len(epochs[0])
-    assert all(torch.equal(got, expected) for got, expected in zip(served + rest, epochs[0], strict=True))
-    at_the_end = loader()
-    at_the_end.load_state_dict(resumed.state_dict())
-    assert all(torch.equal(got, expected) for (got, _), expected in zip(at_the_end, epochs[1], strict=True))
+    assert len(served + rest) == len(first)
+    assert all(torch.equal(got, expected) for got, expected in zip(served + rest, first, strict=True))
+
+    epoch[0] = 1  # a checkpoint from the end of epoch 0, after two of its batches
+    after_the_end = training_loader(epoch, **settings)
+    after_the_end.load_state_dict(stopped.state_dict())
+    started = iter(after_the_end)
+    assert all(torch.equal(next(started)[0], expected) for expected in second)
 
 
 def test_validation_windows_are_consecutive_and_deterministic():

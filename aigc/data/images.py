@@ -4,6 +4,7 @@ import os
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -12,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from aigc.common.constraints import NonNegativeInt, PositiveInt
 from aigc.data.sharding import evaluation_data
-from aigc.data.shuffle import EpochLoader, EpochShuffle
+from aigc.data.shuffle import EpochLoader, EpochShuffle, next_epoch
 from aigc.data.source import DataSource, digest
 
 
@@ -106,19 +107,17 @@ class ImageDataModule(LightningDataModule):
         processes, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         # every process must draw the same order: unseeded ones would not, and take Lightning's seed
         seed = self.shuffle_seed if processes == 1 else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        epoch = partial(next_epoch, self)
         return EpochLoader(
             self._train,
             batch_size=self.batch_size,
-            sampler=EpochShuffle(self._train, seed, self._next_epoch, processes, rank),
+            sampler=EpochShuffle(self._train, seed, epoch, processes, rank),
+            next_epoch=epoch,
             generator=torch.Generator().manual_seed(seed),
             drop_last=True,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
-
-    def _next_epoch(self) -> int:
-        """The epoch the trainer starts next (on a restart: the one after the checkpoint's)."""
-        return self.trainer.fit_loop.epoch_progress.current.processed if self.trainer else 0
 
     def val_dataloader(self) -> DataLoader:
         # a blank image labelled -1 pads the processes' shares under DDP: models score real images only

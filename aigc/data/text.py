@@ -25,16 +25,17 @@ takes its own share of the streams; DataLoader workers split an epoch's batches 
 """
 
 import warnings
+from functools import partial
 
 import numpy as np
 import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
-from torchdata.stateful_dataloader import StatefulDataLoader
 
 from aigc.common.constraints import NonNegativeInt, OpenFraction, PositiveInt
 from aigc.data.corpora import Corpus
 from aigc.data.sharding import IGNORE_INDEX, evaluation_data, rank_and_world
+from aigc.data.shuffle import EpochLoader, next_epoch
 from aigc.data.source import DataSource, digest
 from aigc.data.tokenizers import BPETokenizer, CharTokenizer, PretrainedTokenizer
 
@@ -142,15 +143,16 @@ class TextDataModule(LightningDataModule):
         windows = (ContiguousWindows if self.contiguous else RandomWindows)(
             self._train_ids, self.block_size, self.batch_size, self.batches_per_epoch, self.windows_seed
         )
-        # the dataset yields whole batches (batch_size=None: no re-batching); resumable mid-epoch; the
-        # loader's own generator for its workers' seeds (torch's global one would shift the model's
-        # random numbers when a resumed run starts its loader)
-        return StatefulDataLoader(
+        # the dataset yields whole batches (batch_size=None: no re-batching); resumable mid-epoch
+        # (aigc.data.shuffle), told the epoch before its workers copy it (so they are not kept from one
+        # epoch to the next); the loader's own generator for its workers' seeds (torch's global one
+        # would shift the model's random numbers when a resumed run starts its loader)
+        return EpochLoader(
             windows,
             batch_size=None,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
             generator=torch.Generator().manual_seed(self.windows_seed),
+            next_epoch=partial(next_epoch, self),
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -188,21 +190,24 @@ class _TrainBatches(IterableDataset):
     """Yields whole training batches; batch ``k`` of an epoch goes to DataLoader worker ``k % num_workers``.
 
     The DataLoader takes batches from its workers in turn, so they arrive in order ``k = 0, 1, ...``.
-    Resumable in the middle of an epoch: torchdata's ``StatefulDataLoader`` keeps ``state_dict``
-    (the seed, the epoch, how many of its batches were served) in the run's checkpoints; a loaded
-    state continues its epoch with the batches that come next, or starts the next epoch if it
-    was served whole.
+    Resumable in the middle of an epoch: the loader (``aigc.data.shuffle.EpochLoader``) tells the
+    epoch, and keeps ``state_dict`` (the seed, how many of the epoch's batches were served) in
+    the run's checkpoints; a state loaded into the same epoch continues with the batches that
+    come next.
     """
 
     def __init__(self, ids: torch.Tensor, block_size: int, batch_size: int, batches_per_epoch: int, seed: int = 0):
         self.ids, self.block_size, self.batch_size = ids, block_size, batch_size
         self.batches_per_epoch = batches_per_epoch
-        self.seed = seed
-        self.epoch, self._served = -1, 0  # the epoch being served (-1: none yet), and its batches so far
+        self.seed, self.epoch = seed, 0
+        self._served = 0  # batches of this epoch yielded (by this worker)
         self._loaded: dict | None = None
 
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
     def state_dict(self) -> dict:
-        return {"seed": self.seed, "epoch": self.epoch, "served": self._served}
+        return {"seed": self.seed, "served": self._served}
 
     def load_state_dict(self, state: dict) -> None:
         self._loaded = state
@@ -212,12 +217,8 @@ class _TrainBatches(IterableDataset):
         first, step = (worker.id, worker.num_workers) if worker is not None else (0, 1)
         mine = range(first, len(self), step)
         loaded, self._loaded, skip = self._loaded, None, 0
-        if loaded is None:
-            self.epoch += 1
-        elif loaded["epoch"] < 0 or loaded["served"] >= len(mine):  # saved between epochs
-            self.seed, self.epoch = loaded["seed"], loaded["epoch"] + 1
-        else:
-            self.seed, self.epoch, skip = loaded["seed"], loaded["epoch"], loaded["served"]
+        if loaded is not None and loaded["served"] < len(mine):
+            self.seed, skip = loaded["seed"], loaded["served"]
         self.start_epoch()
         self._served = 0
         for k in mine:
