@@ -108,7 +108,7 @@ def override_sets(draw) -> list[str]:
 # derandomized: CI runs the same examples as every other machine (a wider random search found the
 # cases of test_known_bad_override_sets_are_refused_with_what_fits)
 @settings(
-    max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(overrides=override_sets())
 def test_every_override_set_is_accepted_and_builds_or_is_refused_in_one_line(tmp_path, overrides):

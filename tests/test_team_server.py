@@ -19,6 +19,7 @@ from tests.servers import MlflowServer, MotoS3, Postgres, free_port, invoke, ser
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("team_server")]
 
+SHORT_GAN = ("debug=fast", "trainer.max_epochs=1", "data.download=false", "metrics.inception=false")
 PASSWORD = "team-pw-7f3a9c"  # grepped for in everything a run writes
 # the server's connections to its database: per worker process, at most pool size + overflow
 POOL = {"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "4", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "4"}
@@ -57,7 +58,7 @@ def client_of(team, monkeypatch) -> MlflowClient:
 
 def test_a_sweep_signs_in_from_the_environment_and_every_command_works_on_its_runs(team, tmp_path: Path, monkeypatch):
     env = {"MLFLOW_TRACKING_URI": team.url, **team.env}
-    result = run_aigc(tmp_path, "-m", "debug=fast", "data.download=false", "seed=1,2", env=env)
+    result = run_aigc(tmp_path, "-m", *SHORT_GAN, "seed=1,2", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     client = client_of(team, monkeypatch)
     found = client.search_runs([client.get_experiment_by_name("gan-mnist").experiment_id])
@@ -83,7 +84,8 @@ def test_a_sweep_signs_in_from_the_environment_and_every_command_works_on_its_ru
     from aigc.evaluate import evaluate
     from aigc.serving.registry import register
 
-    with composed("evaluate", tmp_path, f"run_id={run.info.run_id}") as cfg:
+    scoring = ("metrics.num_samples=200", "metrics.inception=false")  # as the run scored its samples
+    with composed("evaluate", tmp_path, f"run_id={run.info.run_id}", *scoring) as cfg:
         scores = evaluate(cfg)  # its checkpoint downloaded through the server, scored into the run
     assert scores and set(scores) <= set(client.get_run(run.info.run_id).data.metrics)
     register(client, run.info.run_id, "team-gan", "champion")
@@ -231,7 +233,7 @@ def test_a_run_made_offline_is_pushed_into_the_server_with_its_model(team, tmp_p
     from aigc import push
     from aigc.jobs.training import train
 
-    with composed("train", tmp_path, "debug=fast", "data.download=false") as cfg:
+    with composed("train", tmp_path, *SHORT_GAN) as cfg:
         train(cfg)  # into ./mlflow.db: the laptop on the train
     local = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     (offline,) = local.search_runs([local.get_experiment_by_name("gan-mnist").experiment_id])
