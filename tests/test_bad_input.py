@@ -158,6 +158,11 @@ def test_every_override_set_is_accepted_and_builds_or_is_refused_in_one_line(tmp
             "use data=cifar10|fashion_mnist|mnist",
         ),
         (["model=vae", "model.beta=-1"], "model.beta=-1: input should be greater than or equal to 0"),
+        (  # found by the fuzz below: it passed validation and failed building, in two lines
+            ["model=vae", "model.encoder.latent_dim=1"],
+            "model: model.encoder.latent_dim=1 but model.latent_dim=16: "
+            "set model.latent_dim only (the nets interpolate it)",
+        ),
         (["model.generator.latent_dim=0"], "model.generator.latent_dim=0: input should be greater than 0"),
         (
             ["debug=fast", "trainer.limit_train_batches=0"],

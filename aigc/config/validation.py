@@ -211,7 +211,11 @@ def _check_relations(path: str, cls: type, node: dict, parameters: dict) -> None
         for name, (parameter, _) in parameters.items()
         if parameter is not None and parameter.default is not parameter.empty
     }
-    values |= {key: value for key, value in node.items() if key in parameters and not _builds_objects(value)}
+    for key, value in node.items():
+        if key in parameters and not _builds_objects(value):
+            values[key] = value
+        elif key in parameters and isinstance(value, dict):  # a net: its plain values (constraints.py)
+            values[key] = {name: inner for name, inner in value.items() if not _builds_objects(inner)}
     try:
         check(**values)
     except TypeError:  # an argument it relates is given only later (a partial's): the constructor checks

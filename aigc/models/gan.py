@@ -10,12 +10,13 @@ classes; ``sample`` draws the labels it is given, else every class in turn.
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from lightning import LightningModule
 from torch import nn
 
-from aigc.common.constraints import NonNegativeFloat, PositiveFloat, PositiveInt
+from aigc.common.constraints import NonNegativeFloat, PositiveFloat, PositiveInt, nets_agree
 from aigc.models.batches import real_labelled
 from aigc.models.conditioning import drawn_labels
 from aigc.models.modes import evaluating
@@ -53,13 +54,12 @@ class GAN(LightningModule):
         self.grad_clip = grad_clip
         self.r1_gamma = r1_gamma
         self.num_classes = num_classes
-        for name, net in (("generator", generator), ("discriminator", discriminator)):
-            if getattr(net, "num_classes", num_classes) != num_classes:
-                raise ValueError(
-                    f"model.{name}.num_classes={net.num_classes} but model.num_classes={num_classes}: "
-                    "set model.num_classes only (the nets interpolate it)"
-                )
+        self.check_arguments(generator=generator, discriminator=discriminator, num_classes=num_classes)
         self._training_log = TrainingLog()
+
+    @staticmethod
+    def check_arguments(generator: Any, discriminator: Any, num_classes: int | None = None, **_) -> None:
+        nets_agree({"generator": generator, "discriminator": discriminator}, num_classes=num_classes)
 
     @property
     def latent_dim(self) -> int:

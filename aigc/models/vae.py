@@ -13,12 +13,13 @@ likelihood see the label; ``sample`` draws the labels it is given, else every cl
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from lightning import LightningModule
 from torch import nn
 
-from aigc.common.constraints import NonNegativeFloat, PositiveInt
+from aigc.common.constraints import NonNegativeFloat, PositiveInt, nets_agree
 from aigc.models.batches import real_labelled
 from aigc.models.conditioning import drawn_labels
 from aigc.models.modes import evaluating
@@ -47,13 +48,7 @@ class VAE(LightningModule):
         super().__init__()
         # Only plain values go into checkpoints; the nets are rebuilt from the run's config.
         self.save_hyperparameters(ignore=["encoder", "decoder", "likelihood", "optimizer"], logger=False)
-        for name, net in (("encoder", encoder), ("decoder", decoder)):
-            for key, value in (("latent_dim", latent_dim), ("num_classes", num_classes)):
-                if getattr(net, key, value) != value:
-                    raise ValueError(
-                        f"model.{name}.{key}={getattr(net, key)} but model.{key}={value}: "
-                        f"set model.{key} only (the nets interpolate it)"
-                    )
+        self.check_arguments(encoder=encoder, decoder=decoder, latent_dim=latent_dim, num_classes=num_classes)
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihood  # a module: a learned scale is trained and checkpointed with the nets
@@ -62,6 +57,10 @@ class VAE(LightningModule):
         self.beta = beta
         self.num_classes = num_classes
         self._training_log = TrainingLog()
+
+    @staticmethod
+    def check_arguments(encoder: Any, decoder: Any, latent_dim: int, num_classes: int | None = None, **_) -> None:
+        nets_agree({"encoder": encoder, "decoder": decoder}, latent_dim=latent_dim, num_classes=num_classes)
 
     def forward(self, images: torch.Tensor, noise: torch.Tensor | None = None, labels: torch.Tensor | None = None):
         """Decoder outputs for z ~ q(z|images), with the posterior's mean and log-variance."""
