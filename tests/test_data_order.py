@@ -11,7 +11,7 @@ DATA = TensorDataset(torch.arange(24))
 
 def loader(epoch: list[int], processes: int = 1, rank: int = 0, seed: int = 7) -> EpochLoader:
     """``epoch[0]``: the epoch the trainer starts next."""
-    sampler = EpochShuffle(DATA, seed, lambda: epoch[0], processes, rank)
+    sampler = EpochShuffle(DATA, seed, processes, rank)
     return EpochLoader(DATA, batch_size=4, sampler=sampler, drop_last=True, next_epoch=lambda: epoch[0])
 
 

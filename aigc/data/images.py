@@ -107,12 +107,11 @@ class ImageDataModule(LightningDataModule):
         processes, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         # every process must draw the same order: unseeded ones would not, and take Lightning's seed
         seed = self.shuffle_seed if processes == 1 else int(os.environ.get("PL_GLOBAL_SEED", 0))
-        epoch = partial(next_epoch, self)
         return EpochLoader(
             self._train,
             batch_size=self.batch_size,
-            sampler=EpochShuffle(self._train, seed, epoch, processes, rank),
-            next_epoch=epoch,
+            sampler=EpochShuffle(self._train, seed, processes, rank),
+            next_epoch=partial(next_epoch, self),
             generator=torch.Generator().manual_seed(seed),
             drop_last=True,
             num_workers=self.num_workers,

@@ -32,24 +32,23 @@ def next_epoch(datamodule) -> int:
 
 
 class EpochShuffle(DistributedSampler):
-    """``next_epoch``: the epoch the next iterator belongs to, asked when it is made."""
+    """The epoch is told by the loader (``EpochLoader``) when it makes the epoch's iterator."""
 
-    def __init__(self, dataset: Dataset, seed: int, next_epoch: Callable[[], int], processes: int, rank: int):
+    def __init__(self, dataset: Dataset, seed: int, processes: int, rank: int):
         super().__init__(dataset, num_replicas=processes, rank=rank, shuffle=True, seed=seed)
-        self.next_epoch = next_epoch
 
     def set_epoch(self, epoch: int) -> None:
-        pass  # called after Lightning makes an epoch's iterator: the order follows ``next_epoch``
+        pass  # Lightning's, called after it makes an epoch's iterator (on a restart, with the last epoch)
 
-    def __iter__(self):
-        self.epoch = self.next_epoch()
-        return super().__iter__()
+    def begin_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
 
 class EpochLoader(StatefulDataLoader):
     """A ``StatefulDataLoader`` whose saved place is used only to resume the epoch it was saved in.
-    ``next_epoch``: the epoch the next iterator belongs to, asked when it is made; a dataset with
-    ``set_epoch`` is told it then (before worker processes copy it)."""
+    ``next_epoch``: the epoch the next iterator belongs to, asked when it is made; the sampler and
+    the dataset, where they have ``begin_epoch``, are told it then (before worker processes copy
+    the dataset)."""
 
     _resumes_epoch: int | None = None  # the epoch of a loaded state, until the next iterator is made
 
@@ -71,6 +70,7 @@ class EpochLoader(StatefulDataLoader):
         if self._resumes_epoch not in (None, self.epoch):
             self.next_iter_state = None  # torchdata's: where the next iterator starts
         self._resumes_epoch = None
-        if callable(set_epoch := getattr(self.dataset, "set_epoch", None)):
-            set_epoch(self.epoch)
+        for told in (self.sampler, self.dataset):
+            if callable(begin_epoch := getattr(told, "begin_epoch", None)):
+                begin_epoch(self.epoch)
         return super().__iter__()

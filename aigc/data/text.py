@@ -203,7 +203,7 @@ class _TrainBatches(IterableDataset):
         self._served = 0  # batches of this epoch yielded (by this worker)
         self._loaded: dict | None = None
 
-    def set_epoch(self, epoch: int) -> None:
+    def begin_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def state_dict(self) -> dict:

@@ -157,9 +157,11 @@ def requeued_when_preempted() -> Iterator[None]:
         yield
     except Preempted as stop:
         job = slurm_job_id()
-        if job is not None and rank_zero_only.rank != 0:
+        if job is None:
+            raise
+        if rank_zero_only.rank != 0:
             stop.requeued = job  # rank zero requeues the job, every task of it
-        elif job is not None:
+        else:
             requeue = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
             if requeue.returncode != 0:
                 print(f"Warning: scontrol requeue {job} failed: {requeue.stderr.strip()[:300]}", file=sys.stderr)
