@@ -158,6 +158,10 @@ def test_every_override_set_is_accepted_and_builds_or_is_refused_in_one_line(tmp
             "use data=cifar10|fashion_mnist|mnist",
         ),
         (["model=vae", "model.beta=-1"], "model.beta=-1: input should be greater than or equal to 0"),
+        (
+            ["callbacks.preemption.signal=SIGFOO"],
+            "callbacks.preemption: preemption signal 'SIGFOO': give a signal's name, e.g. SIGUSR1 or SIGTERM",
+        ),
         (  # found by the fuzz below: it passed validation and failed building, in two lines
             ["model=vae", "model.encoder.latent_dim=1"],
             "model: model.encoder.latent_dim=1 but model.latent_dim=16: "

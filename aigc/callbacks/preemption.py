@@ -32,6 +32,10 @@ class Preemption(Callback):
         self._saved: tuple[str, int] | None = None  # the checkpoint written, at which step
         self._previous = None
 
+    @staticmethod
+    def check_arguments(signal: str = "SIGUSR1", **_) -> None:
+        _signal_number(signal)  # a name that is no signal is refused before anything is built
+
     def setup(self, trainer, pl_module, stage: str) -> None:
         # before Lightning's own SLURM handler, which saves inside the handler: it leaves ours alone
         self._previous = signal.signal(self.signum, self._warn)
