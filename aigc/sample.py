@@ -1,6 +1,7 @@
 """Sample any trained model: a PNG grid from an image model, text from a language model.
 
 python -m aigc.sample run_id=<id>                        # the run's MLflow model
+python -m aigc.sample run_id=<id> prompt="two red circles" guidance=3 out=x.png   # a text-to-image model
 python -m aigc.sample model_uri=models:/mnist-gan@champion num_samples=64 seed=0 out=samples.png
 python -m aigc.sample ckpt_path=logs/train/runs/<time>/checkpoints/last.ckpt prompt="def " temperature=0
 
@@ -22,9 +23,11 @@ from aigc.serving.registry import download_weights, logged_model, model_of_run
 from aigc.tracking.store.checkpoints import checkpoint_of_run
 from aigc.tracking.store.client import open_store
 
-# what only one kind of model takes (null when not given): the other kind refuses it
-IMAGE_OPTIONS = ("num_samples", "out", "label", "sampler", "steps", "guidance")
-TEXT_OPTIONS = ("prompt",)
+# what only one kind of model takes (null when not given): the other kind refuses it (a prompt is
+# both kinds': a language model continues it, a text-to-image model draws it)
+IMAGE_OPTIONS = ("num_samples", "out", "label", "negative_prompt", "sampler", "steps", "guidance")
+TEXT_OPTIONS = ()
+DEFAULT_NUM_SAMPLES = 64
 # how a model draws images, beyond the count, the seed and the label (a diffusion model's): null is the model's own
 SAMPLING_OPTIONS = ("sampler", "steps", "guidance")
 
@@ -71,12 +74,18 @@ def sample(cfg: DictConfig) -> str:
             seed=cfg.seed,
         )
     options = {key: cfg[key] for key in SAMPLING_OPTIONS if cfg.get(key) is not None}
-    drawn = generator.images(cfg.num_samples or 64, seed=cfg.seed, label=cfg.label, **options)
+    num_samples = DEFAULT_NUM_SAMPLES if cfg.num_samples is None else cfg.num_samples
+    drawn = generator.images(
+        num_samples, seed=cfg.seed, label=cfg.label, prompt=cfg.prompt, negative_prompt=cfg.negative_prompt, **options
+    )
     images = torch.from_numpy(drawn).permute(0, 3, 1, 2)
     out = Path(cfg.out or "samples.png").resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     save_image(images.float() / 255, out, nrow=max(1, round(len(images) ** 0.5)))
-    what = ", ".join(f"{key} {value}" for key, value in [("label", cfg.label), *options.items()] if value is not None)
+    asked = [("label", cfg.label), ("prompt", cfg.prompt), ("negative prompt", cfg.negative_prompt), *options.items()]
+    what = ", ".join(
+        f"{key} {value!r}" if "prompt" in key else f"{key} {value}" for key, value in asked if value is not None
+    )
     return f"Wrote {len(images)} samples (seed {cfg.seed}{', ' + what if what else ''}) to {out}"
 
 

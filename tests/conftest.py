@@ -40,8 +40,23 @@ def tiny_gpt2() -> str:
     return str(save_tiny_gpt2(Path(tempfile.mkdtemp(prefix="aigc-tests-")) / "tiny-gpt2"))
 
 
-# what the tests give for a key that a model's config leaves to the command line (???), by key
-REQUIRED_VALUES = {"model.pretrained": tiny_gpt2}
+@functools.cache
+def tiny_image_folder() -> str:
+    """A folder of six captioned 8x8 PNGs in two class subfolders (data=image_folder), made once per test process."""
+    from PIL import Image
+
+    folder = Path(tempfile.mkdtemp(prefix="aigc-tests-")) / "images"
+    for label, name in enumerate(("circle", "square")):
+        (folder / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (200 * label, 40 * i, 90)).save(folder / name / f"{i}.png")
+            (folder / name / f"{i}.txt").write_text(f"a {name}, shade {i}")
+    return str(folder)
+
+
+# what the tests give for a key that a model's config leaves to the command line (???), by key;
+# data.path: for data=image_folder (data=text is given a file of its own)
+REQUIRED_VALUES = {"model.pretrained": tiny_gpt2, "data.path": tiny_image_folder}
 
 
 def model_yaml(model: str) -> dict:
@@ -63,6 +78,9 @@ def model_overrides(model: str) -> list[str]:
 
 
 def fitting_data(model: str) -> str:
+    """Models of prompts read ${data.captions}, which captioned data declares (data=shapes ships)."""
+    if "data.captions" in (CONF_DIR / "model" / f"{model}.yaml").read_text():
+        return "shapes"
     return "mnist" if uses_images(model) else "pydocs"
 
 

@@ -2,7 +2,8 @@
 
 Many override sets are fuzzed in-process (hypothesis: wrong types, ranges, unknown keys and
 options, unicode, huge values, mismatched model and data); a few go through the real entry
-point end to end.
+point end to end. A monitor (objective, checkpoint, early stopping) that nothing logs and a
+resume of a run the store lacks are refused by ``train`` itself, tested in-process too.
 """
 
 from pathlib import Path
@@ -16,13 +17,16 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from aigc.common.errors import one_line
-from aigc.config.validation import ConfigError, validate
-from aigc.jobs.training import build_training
+from aigc.config.validation import ConfigError, check_monitors, validate
+from aigc.jobs.training import USER_ERRORS, build_training, train
+from aigc.models.gan import GAN
+from aigc.tracking.store.client import RunNotFound
 from tests.conftest import (
     CONF_DIR,
     MODELS,
     all_runs,
     client_for,
+    composed,
     fitting_data,
     leaves,
     model_overrides,
@@ -123,9 +127,13 @@ def test_every_override_set_is_accepted_and_builds_or_is_refused_in_one_line(tmp
         assert line and "\n" not in line and "Traceback" not in line
         return
     try:
-        build_training(cfg)  # what validation accepts, builds (or is refused as too large for this machine)
+        # what validation accepts, builds (or is refused as too large for this machine)
+        job = build_training(cfg)
+        # and monitors what it logs (data.fid_metric=abc is the objective: refused here)
+        check_monitors(cfg, job.model, job.datamodule, job.trainer.callbacks)
     except ConfigError as refused:
-        assert "needs more memory than this machine has" in str(refused) and "\n" not in str(refused)
+        reasons = ("needs more memory than this machine has", "nor a callback logs it")
+        assert any(reason in str(refused) for reason in reasons) and "\n" not in str(refused), refused
     except Exception as failed:
         pytest.fail(f"validated, but building failed: {overrides}: {type(failed).__name__}: {failed}")
 
@@ -155,7 +163,12 @@ def test_every_override_set_is_accepted_and_builds_or_is_refused_in_one_line(tmp
         (
             ["model=gan", "data=shakespeare"],
             "model=gan needs data.image_shape (model.generator.image_shape), which data=shakespeare does not have: "
-            "use data=cifar10|fashion_mnist|mnist",
+            "use data=cifar10|fashion_mnist|image_folder|mnist|shapes",
+        ),
+        (
+            ["model=text_to_image", "data=mnist"],
+            "model=text_to_image needs data.captions (model.captions), which data=mnist does not have: "
+            "use data=image_folder|shapes",
         ),
         (["model=vae", "model.beta=-1"], "model.beta=-1: input should be greater than or equal to 0"),
         (
@@ -253,6 +266,7 @@ def test_the_entry_point_refuses_bad_commands_in_one_line_and_creates_no_run(tmp
         ["model.generator.latent_dim=½"],
         ["data.batch_size=100000", "data.download=false"],  # refused once the data is loaded: no full batch
         ["model=transformer", "data=pydocs", "model.net.n_head=3"],  # once opened a run, then failed it
+        ["resume=0123456789abcdef0123456789abcdef"],  # a run the store lacks: once a traceback line too
         ["model=hf_causal_lm", "model.pretrained=gpt2", "data=mnist"],  # Hydra's words, and what to do (last)
     ]
     for overrides in cases:
@@ -272,3 +286,90 @@ def test_a_net_too_large_for_this_machine_is_refused_in_one_line(tmp_path):
         ConfigError, match=r"^model.discriminator needs more memory than this machine has \(\d+\.\d GiB\)"
     ):
         build_training(cfg)
+
+
+def monitors_checked(tmp_path: Path, overrides: list[str]) -> None:
+    """Composed, validated and built as ``aigc.run`` does, then what the run monitors checked."""
+    cfg, error = compose_or_error(tmp_path, ["logger=none", *overrides])
+    assert error is None, error
+    validate(cfg)
+    job = build_training(cfg)
+    check_monitors(cfg, job.model, job.datamodule, job.trainer.callbacks)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["callbacks.model_checkpoint.monitor=val/does_not_exist"],
+            "callbacks.model_checkpoint.monitor=val/does_not_exist: neither the model (GAN) nor a callback logs it; "
+            "this run logs val/loss_d, val/loss_g, val/fid, val/is, val/kid, val/fid_mnist, ",
+        ),
+        (
+            ["objective.metric=val/nope"],
+            "objective.metric=val/nope: neither the model (GAN) nor a callback logs it; this run logs val/loss_d, ",
+        ),
+        (["objective.metric=val/nope"], "set objective.metric to one of them (the default: conf/objective/gan.yaml)"),
+        # the label accuracy of an unconditional model: not logged
+        (["objective.metric=val/acc_mnist"], "objective.metric=val/acc_mnist: neither the model (GAN)"),
+        # the Inception FID, turned off
+        (
+            ["model=vae", "metrics.inception=false", "callbacks=[default,early_stopping]"]
+            + ["callbacks.early_stopping.monitor=val/fid"],
+            "callbacks.early_stopping.monitor=val/fid: neither the model (VAE) nor a callback logs it",
+        ),
+        (
+            ["model=transformer", "data=pydocs", "objective.metric=val/fid_mnist"],
+            "objective.metric=val/fid_mnist: neither the model (LanguageModel) nor a callback logs it; "
+            "this run logs val/loss, val/ppl, val/bleu, val/rouge1, val/rouge2, val/rougeL, train/loss, ",
+        ),
+    ],
+)
+def test_a_monitor_that_nothing_logs_is_refused_with_what_the_run_logs(tmp_path, overrides, message):
+    with pytest.raises(ConfigError) as refused:
+        monitors_checked(tmp_path, overrides)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_family_logs_what_its_objective_and_checkpoints_monitor(tmp_path, model):
+    monitors_checked(tmp_path, model_overrides(model))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model.num_classes=10", "objective.metric=val/acc_mnist"],  # a conditional model's label accuracy
+        ["model=transformer", "data=pydocs", "objective.metric=val/rougeL", "objective.mode=max"],
+        ["callbacks.model_checkpoint.monitor=lr-Adam"],  # a name known only once the optimizers are built
+        ["callbacks.model_checkpoint.monitor=step", "callbacks.model_checkpoint.mode=max"],
+    ],
+    ids=str,
+)
+def test_a_monitor_that_the_model_or_a_callback_logs_is_accepted(tmp_path, overrides):
+    monitors_checked(tmp_path, overrides)
+
+
+def test_a_model_family_that_declares_no_metrics_is_not_checked(tmp_path, monkeypatch):
+    """A new family without ``logged_metrics`` trains as before: nothing to check a monitor against."""
+    monkeypatch.delattr(GAN, "logged_metrics")
+    monitors_checked(tmp_path, ["callbacks.model_checkpoint.monitor=val/does_not_exist"])
+
+
+def test_training_refuses_a_monitor_that_nothing_logs_before_any_run_exists(tmp_path):
+    with composed("train", tmp_path, "callbacks.model_checkpoint.monitor=val/does_not_exist", "debug=fast") as cfg:
+        with pytest.raises(ConfigError, match=r"^callbacks.model_checkpoint.monitor=val/does_not_exist: "):
+            train(cfg)
+    assert not (tmp_path / "mlflow.db").exists() or all_runs(client_for(tmp_path)) == []
+
+
+def test_resuming_a_run_the_store_lacks_is_the_users_error_and_opens_no_run(tmp_path):
+    missing = "0123456789abcdef0123456789abcdef"
+    with composed("train", tmp_path, f"resume={missing}", "debug=fast") as cfg:
+        with pytest.raises(RunNotFound) as refused:
+            train(cfg)
+    # aigc.run prints a user's error as its one line, without the traceback line of a failure
+    assert isinstance(refused.value, USER_ERRORS)
+    assert str(refused.value).startswith(f"MLflow run {missing} (resume={missing}) is not in the store sqlite:///")
+    assert "point logger.mlflow.tracking_uri= (or MLFLOW_TRACKING_URI) at the store" in str(refused.value)
+    assert all_runs(client_for(tmp_path)) == []

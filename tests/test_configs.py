@@ -15,7 +15,7 @@ from aigc.common.capabilities import Contract, MissingCapability
 from aigc.jobs.training import build_training, train
 from aigc.tracking.run.logger import MLflowLogger
 from aigc.trainer.distributed import DDPStrategy
-from tests.conftest import CONF_DIR, MODELS, model_overrides, model_yaml, run_aigc
+from tests.conftest import CONF_DIR, MODELS, model_overrides, model_yaml, run_aigc, tiny_image_folder
 
 GROUPS = ["data", "data/tokenizer", "model", "trainer", "logger", "callbacks", "debug", "experiment", "metrics"]
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))]
@@ -27,9 +27,11 @@ PRETRAINED_MODEL = next(model for model in MODELS if "pretrained" in model_yaml(
 def partner(group: str, option: str) -> list[str]:
     if group == "data":
         # data=text needs a file; building does not read it
-        path = [f"data.path={CONF_DIR / 'train.yaml'}"] if option == "text" else []
+        path = {"text": [f"data.path={CONF_DIR / 'train.yaml'}"], "image_folder": [f"data.path={tiny_image_folder()}"]}
         return (
-            [] if "image_shape" in (CONF_DIR / "data" / f"{option}.yaml").read_text() else ["model=transformer", *path]
+            path.get(option, [])
+            if "image_shape" in (CONF_DIR / "data" / f"{option}.yaml").read_text()
+            else ["model=transformer", *path.get(option, [])]
         )
     if group == "data/tokenizer":
         return model_overrides(PRETRAINED_MODEL if option == "pretrained" else "transformer")

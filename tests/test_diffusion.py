@@ -32,7 +32,7 @@ def tiny(compose_cfg, *overrides: str) -> Diffusion:
 def exact_prediction(model: Diffusion, clean: torch.Tensor):
     """What a perfect denoiser of ``clean`` predicts at timestep ``t``, whatever the noise in ``noisy``."""
 
-    def predict(noisy, t, labels, guidance):
+    def predict(noisy, t, labels, guidance, null=None):
         if model.prediction == "flow":
             sigma = float(t) / model.num_train_timesteps
             return (noisy - clean) / sigma  # the velocity e - x0 of the straight path through noisy
@@ -69,10 +69,10 @@ def test_guidance_combines_one_batched_pass_of_the_conditional_and_the_null_labe
     timesteps = t.expand(4)
     with torch.no_grad():
         conditional, unconditional = model.net(noisy, timesteps, labels), model.net(noisy, timesteps, null)
-        assert torch.allclose(model.guided(noisy, t, labels, 0.0), unconditional, atol=1e-6)
-        assert torch.allclose(model.guided(noisy, t, labels, 1.0), conditional, atol=1e-6)
+        assert torch.allclose(model.guided(noisy, t, labels, 0.0, null), unconditional, atol=1e-6)
+        assert torch.allclose(model.guided(noisy, t, labels, 1.0, null), conditional, atol=1e-6)
         expected = unconditional + 2.5 * (conditional - unconditional)
-        assert torch.allclose(model.guided(noisy, t, labels, 2.5), expected, atol=1e-5)
+        assert torch.allclose(model.guided(noisy, t, labels, 2.5, null), expected, atol=1e-5)
 
 
 def test_labels_are_dropped_as_often_as_label_dropout_says(compose_cfg):
@@ -109,7 +109,7 @@ def test_a_seed_fixes_the_images_and_each_label_draws_its_own(compose_cfg):
         ({"sampler": "heun"}, "sampler='heun': use one of ddpm, ddim, dpm\\+\\+, euler"),
         (
             {"sampler": "euler"},
-            "sampler=euler does not sample a model of prediction=epsilon: use ddpm, ddim or dpm\\+\\+",
+            "sampler=euler does not sample a model of prediction=v_prediction: use ddpm, ddim or dpm\\+\\+",
         ),
         ({"temperature": 0.7}, "temperature: .* takes sampler, steps, guidance"),
     ],

@@ -7,7 +7,7 @@ import pytest
 
 from aigc.evaluate import evaluate
 from aigc.jobs.training import train
-from tests.conftest import MODELS, all_runs, client_for, composed, model_overrides, model_yaml, uses_images
+from tests.conftest import MODELS, all_runs, client_for, composed, fitting_data, model_overrides, model_yaml
 
 SCORED_QUICKLY = ["metrics.num_samples=20", "metrics.inception=false", "metrics.num_prompts=2"]
 
@@ -20,7 +20,7 @@ def evaluate_here(folder: Path, *overrides: str) -> dict[str, float]:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_every_family_is_scored_from_its_run_and_as_configured(compose_cfg, tmp_path, model):
-    family = model_overrides(model) + (["data.download=false"] if uses_images(model) else [])
+    family = model_overrides(model) + (["data.download=false"] if fitting_data(model) == "mnist" else [])
     family += ["model.steps=2"] if "steps" in model_yaml(model) else []  # a sampler's steps: few, for speed
     cfg = compose_cfg(*family, *SCORED_QUICKLY, "debug=fast", "trainer.max_epochs=1")
     train(cfg)

@@ -198,7 +198,7 @@ def test_a_registered_alias_serves_aigc_sample_and_a_run_registers_itself(traine
         (("model_uri=models:/gan-of-a-run@nope",), LookupError, "has no alias 'nope' (its aliases: champion)"),
         (("model_uri=models:/gan-of-a-run/9",), LookupError, "has no version 9"),
         (("model_uri=s3://bucket/model",), ValueError, "is not a model URI"),
-        (("model_uri=models:/gan-of-a-run@champion", "prompt=hello"), ValueError, "generates images"),
+        (("model_uri=models:/gan-of-a-run@champion", "prompt=hello"), ValueError, "it takes no prompt"),
         (("run_id={language_model}", "num_samples=4"), ValueError, "num_samples is not for"),
         ((), ValueError, "say which model to sample"),
         (("run_id={gan}", "ckpt_path=x.ckpt"), ValueError, "say which model to sample, once"),

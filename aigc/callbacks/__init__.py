@@ -8,6 +8,8 @@ from aigc.callbacks.label_accuracy import LabelAccuracy
 from aigc.callbacks.learning_rates import LearningRates
 from aigc.callbacks.matmul_precision import Float32MatmulPrecision
 from aigc.callbacks.model_checkpoint import ModelCheckpoint
+from aigc.callbacks.prompt_accuracy import PromptAccuracy
+from aigc.callbacks.prompt_grid import PromptGrid
 from aigc.callbacks.reconstruction_grid import ReconstructionGrid
 from aigc.callbacks.sample_grid import SampleGrid
 from aigc.callbacks.text_metrics import TextMetrics
@@ -20,6 +22,8 @@ __all__ = [
     "LearningRates",
     "ModelCheckpoint",
     "NonFiniteLossError",
+    "PromptAccuracy",
+    "PromptGrid",
     "ReconstructionGrid",
     "SampleGrid",
     "StopOnNonFiniteLoss",

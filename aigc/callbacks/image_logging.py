@@ -4,7 +4,7 @@ logger that has ``log_image(key, images, step)`` (ours, Lightning's WandbLogger)
 from pathlib import Path
 
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid
 
 from aigc.trainer.internals import batches_that_stepped
@@ -38,3 +38,21 @@ def save_and_log(trainer, key: str, picture: Image.Image) -> Path:
         if hasattr(logger, "log_image"):
             logger.log_image(key=key, images=[picture], step=step)
     return path
+
+
+def captioned_grid(images: torch.Tensor, columns: int, captions: list[str], min_side: int = 64) -> Image.Image:
+    """uint8 images (rows x columns, C, H, W), a row per caption, each row with its caption written
+    under it; small images are enlarged (nearest neighbour) to ``min_side`` so the text stays legible."""
+    scale = max(1, -(-min_side // images.shape[-1]))
+    rows = [grid_picture(images[start : start + columns], nrow=columns) for start in range(0, len(images), columns)]
+    width, height = rows[0].width * scale, rows[0].height * scale
+    font = ImageFont.load_default(size=12)
+    line = 16
+    widest = max(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(caption, font=font) for caption in captions)
+    picture = Image.new("RGB", (max(width, int(widest) + 8), (height + line) * len(rows)), "white")
+    draw = ImageDraw.Draw(picture)
+    for index, (row, caption) in enumerate(zip(rows, captions, strict=True)):
+        top = index * (height + line)
+        picture.paste(row.convert("RGB").resize((width, height), Image.Resampling.NEAREST), (0, top))
+        draw.text((4, top + height + 1), caption, fill="black", font=font)
+    return picture

@@ -52,11 +52,20 @@ class ImageMetrics(ScoringCallback):
         for measure in self.measures:
             metric_key(measure, INCEPTION)  # an unknown measure is an error now, not at the first validation
 
+    def extractors(self, datamodule) -> list[str]:
+        """Inception (unless turned off) and the in-package classifier of the data, if it has one."""
+        extractors = [INCEPTION] if self.inception else []
+        if getattr(datamodule, "classifier", None):
+            extractors.append(datamodule.classifier)
+        return extractors
+
+    def logged_metrics(self, model, datamodule) -> list[str]:
+        """``val/<measure>`` of every extractor (``LogsMetrics``), as ``score`` names them."""
+        return [f"val/{metric_key(measure, e)}" for e in self.extractors(datamodule) for measure in self.measures]
+
     def score(self, trainer, pl_module, stage: str) -> dict[str, float]:
         datamodule = trainer.datamodule
-        extractors = [INCEPTION] if self.inception else []
-        if datamodule.classifier:
-            extractors.append(datamodule.classifier)
+        extractors = self.extractors(datamodule)
         if not extractors:
             return {}
         reference = datamodule.real_images("val")

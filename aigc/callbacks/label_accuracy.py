@@ -36,6 +36,13 @@ class LabelAccuracy(ScoringCallback):
         self.seed = seed
         self.batch_size = batch_size
 
+    def logged_metrics(self, model, datamodule) -> list[str]:
+        """``val/acc_<classifier>`` for a conditional model on data with a classifier (``LogsMetrics``)."""
+        classifier = getattr(datamodule, "classifier", None)
+        if classifier is None or getattr(model, "num_classes", None) is None:
+            return []
+        return [f"val/{accuracy_key(classifier)}"]
+
     def score(self, trainer, pl_module, stage: str) -> dict[str, float]:
         classifier = trainer.datamodule.classifier
         if classifier is None or pl_module.num_classes is None:

@@ -6,6 +6,10 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 
 
 class LearningRates(LearningRateMonitor):
+    def logged_metrics(self, model, datamodule) -> list[str]:
+        """``lr-<optimizer>...`` (``LogsMetrics``): the optimizers' names are known only once they are built."""
+        return ["lr-*"]
+
     def on_train_start(self, trainer, *args, **kwargs) -> None:
         if trainer.loggers:
             super().on_train_start(trainer, *args, **kwargs)

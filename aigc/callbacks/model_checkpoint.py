@@ -14,6 +14,10 @@ class ModelCheckpoint(LightningModelCheckpoint):
     ``last.ckpt`` after every epoch, whatever n: a killed run resumes losing at most one epoch.
     The private methods it calls are listed in ``aigc.trainer.internals``."""
 
+    def logged_metrics(self, model, datamodule) -> list[str]:
+        """Lightning's checkpoints may also monitor the epoch and the step (``_monitor_candidates``)."""
+        return ["epoch", "step"]
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         super().on_train_epoch_end(trainer, pl_module)
         if self._should_save_on_train_epoch_end(trainer):  # no validation: Lightning saves here

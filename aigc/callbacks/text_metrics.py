@@ -15,7 +15,7 @@ from aigc.callbacks.scoring import ScoringCallback
 from aigc.common import tags
 from aigc.common.capabilities import GeneratesText, OffersReferenceText
 from aigc.common.constraints import NonNegativeFloat, PositiveInt
-from aigc.metrics.text import BLEU_SIGNATURE, bleu, rouge
+from aigc.metrics.text import BLEU_SIGNATURE, ROUGE_KEYS, bleu, rouge
 
 
 class TextMetrics(ScoringCallback):
@@ -46,6 +46,10 @@ class TextMetrics(ScoringCallback):
         self.seed = seed
         self.every_n_epochs = every_n_epochs
         self._prompts: list[tuple[list[int], str]] | None = None
+
+    def logged_metrics(self, model, datamodule) -> list[str]:
+        """``val/bleu`` and ``val/rouge1`` ... (``LogsMetrics``), as ``score`` names them."""
+        return ["val/bleu", *(f"val/{key}" for key in ROUGE_KEYS)]
 
     def prompts(self, datamodule) -> list[tuple[list[int], str]]:
         """(prompt ids, true continuation text) pairs, evenly spaced over the validation text."""

@@ -10,8 +10,13 @@ refuses, with one line, a model or data that lacks it, instead of skipping silen
 A new model meets these by its methods; a new callback declares what it needs by them; the
 model family's config (``conf/callbacks/family/<model>.yaml``) lists the callbacks that apply.
 A model states its traits (``Traits``) as class attributes; ``trait`` reads them.
+
+The metric names a run logs are declared where they are logged: a model's own in its class
+attribute ``logged_metrics``, a callback's by ``LogsMetrics``; ``metrics_logged`` gathers them,
+so that what a checkpoint, early stopping or the objective monitors is checked before a run exists.
 """
 
+from fnmatch import fnmatchcase
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -31,6 +36,23 @@ class ConditionedOnLabels(Protocol):
     (N,) 0 .. num_classes - 1; None for a model of the family trained without labels."""
 
     num_classes: int | None
+
+
+@runtime_checkable
+class ConditionedOnText(Protocol):
+    """``sample(num_samples, seed, prompts=..., negative_prompt=...)`` draws images of the prompts
+    (one for all, or one each); ``check_prompts(prompts)`` refuses, in one line, one it can't read."""
+
+    def check_prompts(self, prompts) -> None: ...
+
+
+@runtime_checkable
+class OffersPromptSet(Protocol):
+    """Prompts held out from training, each with the category it tests and what a verifier must
+    see (``evaluation_prompts``), and the ``classifier`` (verifier) that reads generated images."""
+
+    evaluation_prompts: list
+    classifier: str | None
 
 
 @runtime_checkable
@@ -74,6 +96,35 @@ class OffersReferenceText(Protocol):
 
     val_text: str
     tokenizer: object
+
+
+@runtime_checkable
+class LogsMetrics(Protocol):
+    """``logged_metrics(model, datamodule)``: the names of the metrics a callback logs (or, as a
+    checkpoint the epoch, lets be monitored) while fitting this model on this data
+    (``val/fid_mnist``); a name may be a pattern (``lr-*``)."""
+
+    def logged_metrics(self, model, datamodule) -> list[str]: ...
+
+
+def metrics_logged(model, datamodule, callbacks) -> list[str] | None:
+    """The metric names (or patterns) a fit of ``model`` on ``datamodule`` with ``callbacks``
+    logs: the model's class attribute ``logged_metrics`` (what it logs itself while fitting:
+    ``train/*``, ``val/*``) and the callbacks' ``LogsMetrics``. None when the model declares
+    nothing: a new family is then not checked, rather than refused."""
+    own = getattr(model, "logged_metrics", None)
+    if own is None:
+        return None
+    names = list(own)
+    for callback in callbacks:
+        if isinstance(callback, LogsMetrics):
+            names += callback.logged_metrics(model, datamodule)
+    return list(dict.fromkeys(names))
+
+
+def is_logged(metric: str, names: list[str]) -> bool:
+    """Whether ``metric`` is one of ``names`` (``metrics_logged``), a pattern included."""
+    return any(fnmatchcase(metric, name) for name in names)
 
 
 class MissingCapability(ValueError):

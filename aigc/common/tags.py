@@ -34,5 +34,7 @@ BEST_RUN_NAME = "aigc.sweep.best_run_name"
 GIT_COMMIT, GIT_DIRTY, HOST = "git.commit", "git.dirty", "host"
 VERSIONS = "versions."  # + a package's name
 DATA_NAME, DATA_SOURCE, DATA_DIGEST = "data.name", "data.source", "data.digest"
+DATA_CAPTIONS = "data.captions"  # where a captioned dataset's captions came from (metadata.jsonl, .txt files, grammar)
 # what the image and text metrics were computed with (+ the setting's name): only like is compared with like
 IMAGE_METRICS, TEXT_METRICS = "metrics.images.", "metrics.text."
+PROMPT_METRICS = "metrics.prompts."  # the prompt accuracy's verifier and its prompt set

@@ -14,9 +14,14 @@ r"""OmegaConf resolvers that aigc's configs use; importing ``aigc`` registers th
   ``${oc.env:TOKEN}`` on the command line names a run by its text, never its value. The text
   comes back escaped (``\${``): ``hydra.utils.instantiate`` resolves a config in place and then
   reads it again, which would otherwise resolve the text it was given.
+- ``${aigc.class_count:<folder>}``: how many class subfolders an image folder has (its labels,
+  as torchvision's ``ImageFolder`` reads them), or null when it has none (or is no folder: the
+  datamodule says so when it loads). Models size their label embedding from it when the config
+  is composed, before any image is read, so it only lists the folder's top level.
 """
 
 import itertools
+import os
 import re
 from pathlib import Path
 
@@ -63,6 +68,21 @@ def unescape_interpolations(text: str) -> str:
 _INTERPOLATION = re.compile(r"(?<!\\)\$\{")
 
 
+def class_folders(folder: str | Path) -> list[str]:
+    """The class subfolders of an image folder, sorted as ``ImageFolder`` sorts them (hidden ones,
+    such as ``.ipynb_checkpoints``, are no classes)."""
+    with os.scandir(Path(str(folder)).expanduser()) as entries:
+        return sorted(entry.name for entry in entries if entry.is_dir() and not entry.name.startswith("."))
+
+
+def class_count(folder: str) -> int | None:
+    try:
+        return len(class_folders(folder)) or None
+    except OSError:  # no such folder: the datamodule refuses it in one line when it loads
+        return None
+
+
 OmegaConf.register_new_resolver("aigc.unique_folder", unique_folder, use_cache=True, replace=True)
 OmegaConf.register_new_resolver("aigc.job_folder", job_folder, use_cache=True, replace=True)
 OmegaConf.register_new_resolver("aigc.overrides_text", overrides_text, replace=True)
+OmegaConf.register_new_resolver("aigc.class_count", class_count, replace=True)

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError, InterpolationToMissingValueError, MissingMandatoryValue
 from pydantic import AfterValidator, ConfigDict, StringConstraints, TypeAdapter, ValidationError
 
-from aigc.common.capabilities import Contract
+from aigc.common.capabilities import Contract, is_logged, metrics_logged
 from aigc.common.errors import first_line
 from aigc.common.stored import locate
 
@@ -346,9 +346,16 @@ def _shown(value: Any) -> str:
 
 
 def check_trainable(datamodule, model, callbacks: list) -> None:
-    """After the data is loaded: every callback's needs are met by the model and the data
-    (``aigc.common.capabilities``), and there is at least one training batch (a batch size beyond the
-    training split, with its last partial batch dropped, trains nothing and would end FINISHED)."""
+    """After the data is loaded: the model takes the data (a model with ``check_data(datamodule)``
+    says so, e.g. a text-to-image model that every image has a caption it can read), every
+    callback's needs are met by the model and the data (``aigc.common.capabilities``), and there is
+    at least one training batch (a batch size beyond the training split, with its last partial batch
+    dropped, trains nothing and would end FINISHED)."""
+    if hasattr(model, "check_data"):
+        try:
+            model.check_data(datamodule)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
     for callback in callbacks:
         if isinstance(callback, Contract):
             callback.check(model, datamodule)
@@ -358,6 +365,36 @@ def check_trainable(datamodule, model, callbacks: list) -> None:
         raise ConfigError(
             f"data.batch_size={datamodule.batch_size}: {examples} make no full batch, so nothing would train; "
             "use a smaller data.batch_size"
+        )
+
+
+def check_monitors(cfg: DictConfig, model, datamodule, callbacks: list) -> None:
+    """What the run monitors (``objective.metric``: checkpoints, a sweep's pruner and result; a
+    callback's ``monitor``: the best checkpoint, early stopping) is a metric that the model or one
+    of its callbacks declares it logs (``aigc.common.capabilities.metrics_logged``). Otherwise the
+    run fails at its first validation or early stopping never stops; a model that declares
+    nothing is not checked."""
+    logged = metrics_logged(model, datamodule, callbacks)
+    if logged is None:
+        return
+    monitored = {"objective.metric": OmegaConf.select(cfg, "objective.metric", default=None)}
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if isinstance(node, DictConfig) and node.get("monitor") is not None:
+            monitored[f"callbacks.{name}.monitor"] = node.monitor
+    for key, metric in monitored.items():  # the objective first: a monitor that interpolates it is fixed there
+        if metric is None or is_logged(str(metric), logged):
+            continue
+        # the validation metrics first: what is usually monitored
+        names = ", ".join(sorted(logged, key=lambda name: not name.startswith("val/")))
+        model_name = _choices().get("model")
+        fix = (
+            f"set objective.metric to one of them (the default: conf/objective/{model_name or '<model>'}.yaml)"
+            if key == "objective.metric"
+            else "monitor one of them"
+        )
+        raise ConfigError(
+            f"{key}={metric}: neither the model ({type(model).__name__}) nor a callback logs it; "
+            f"this run logs {names}: {fix}"
         )
 
 

@@ -9,7 +9,7 @@ from functools import partial
 import numpy as np
 import torch
 from lightning import LightningDataModule
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from aigc.common.constraints import NonNegativeInt, PositiveInt
 from aigc.data.sharding import evaluation_data
@@ -19,7 +19,8 @@ from aigc.data.source import DataSource, digest
 
 @dataclass
 class ImageSplits:
-    """uint8 images (N, C, H, W) and int64 labels for the train and validation splits."""
+    """uint8 images (N, C, H, W) and int64 labels for the train and validation splits; captions
+    (one per image) for data that has them; class names for data whose labels have names."""
 
     train_images: np.ndarray
     train_labels: np.ndarray
@@ -27,12 +28,20 @@ class ImageSplits:
     val_labels: np.ndarray
     source: str
     location: str
+    train_captions: list[str] | None = None
+    val_captions: list[str] | None = None
+    class_names: list[str] | None = None
+    # where the captions came from ("metadata.jsonl", ".txt files", "grammar"), for the model's card
+    caption_source: str | None = None
 
 
 class ImageDataModule(LightningDataModule):
-    """Serves images as float tensors in [-1, 1] with their labels.
+    """Serves images as float tensors in [-1, 1] with their labels, and with their captions where
+    the data has them: batches are ``(images, labels)`` or ``(images, labels, captions)``, the
+    captions a list of strings (``captioned`` says which, after ``setup``).
 
-    ``image_shape`` and ``num_classes`` (the labels are 0 .. num_classes - 1) are declared in the
+    ``image_shape`` and ``num_classes`` (the labels are 0 .. num_classes - 1; None: data without
+    classes, every label 0) are declared in the
     data config (models interpolate them) and checked here against the data actually loaded.
     """
 
@@ -44,7 +53,7 @@ class ImageDataModule(LightningDataModule):
         self,
         data_dir: str,
         image_shape: Sequence[int],
-        num_classes: PositiveInt = 10,
+        num_classes: PositiveInt | None = 10,
         batch_size: PositiveInt = 128,
         num_workers: NonNegativeInt = 0,
         fid_metric: str = "val/fid",
@@ -63,8 +72,8 @@ class ImageDataModule(LightningDataModule):
         self.shuffle_seed = torch.initial_seed()
         self.source: DataSource | None = None
         self._splits: ImageSplits | None = None
-        self._train: TensorDataset | None = None
-        self._val: TensorDataset | None = None
+        self._train: Dataset | None = None
+        self._val: Dataset | None = None
 
     @abstractmethod
     def load(self) -> ImageSplits:
@@ -80,7 +89,7 @@ class ImageDataModule(LightningDataModule):
                 f"but the data config declares image_shape={list(self.image_shape)}"
             )
         labels = set(np.unique(np.concatenate([splits.train_labels, splits.val_labels])).tolist())
-        if not labels <= set(range(self.num_classes)):
+        if not labels <= set(range(self.num_classes or 1)):  # data without classes labels every image 0
             raise ValueError(
                 f"{self.name} has labels {sorted(labels)}, but the data config declares num_classes={self.num_classes}"
             )
@@ -93,8 +102,25 @@ class ImageDataModule(LightningDataModule):
             num_val=len(splits.val_images),
         )
         self._splits = splits
-        self._train = _to_dataset(splits.train_images, splits.train_labels)
-        self._val = _to_dataset(splits.val_images, splits.val_labels)
+        self._train = _to_dataset(splits.train_images, splits.train_labels, splits.train_captions)
+        self._val = _to_dataset(splits.val_images, splits.val_labels, splits.val_captions)
+
+    @property
+    def captioned(self) -> bool:
+        """Whether every image has a caption (batches carry them third)."""
+        return self._splits is not None and self._splits.train_captions is not None
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return None if self._splits is None else self._splits.class_names
+
+    @property
+    def caption_source(self) -> str | None:
+        return None if self._splits is None else self._splits.caption_source
+
+    def captions(self, split: str = "val") -> list[str]:
+        """The split's captions, in the order of ``real_images(split)``."""
+        return list(getattr(self._splits, f"{split}_captions"))
 
     def real_images(self, split: str = "val") -> torch.Tensor:
         """The split's images as uint8 (N, C, H, W): the reference for image metrics."""
@@ -120,7 +146,7 @@ class ImageDataModule(LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         # a blank image labelled -1 pads the processes' shares under DDP: models score real images only
-        blank = (torch.zeros(self.image_shape), torch.tensor(-1))
+        blank = (torch.zeros(self.image_shape), torch.tensor(-1), *([""] if self.captioned else []))
         images, sampler = evaluation_data(self._val, blank)
         return self._loader(images, shuffle=False, drop_last=False, sampler=sampler)
 
@@ -139,6 +165,22 @@ class ImageDataModule(LightningDataModule):
         )
 
 
-def _to_dataset(images: np.ndarray, labels: np.ndarray) -> TensorDataset:
+def _to_dataset(images: np.ndarray, labels: np.ndarray, captions: list[str] | None = None) -> Dataset:
     pixels = torch.from_numpy(np.ascontiguousarray(images)).float().div_(127.5).sub_(1.0)
-    return TensorDataset(pixels, torch.from_numpy(labels.astype(np.int64)))
+    labelled = TensorDataset(pixels, torch.from_numpy(labels.astype(np.int64)))
+    return labelled if captions is None else Captioned(labelled, captions)
+
+
+class Captioned(Dataset):
+    """``(image, label, caption)`` examples: a labelled dataset and a caption for each of its examples."""
+
+    def __init__(self, labelled: TensorDataset, captions: list[str]):
+        if len(captions) != len(labelled):
+            raise ValueError(f"{len(captions)} captions for {len(labelled)} images")
+        self.labelled, self.captions = labelled, list(captions)
+
+    def __len__(self) -> int:
+        return len(self.labelled)
+
+    def __getitem__(self, index: int):
+        return (*self.labelled[index], self.captions[index])

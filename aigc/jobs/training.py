@@ -23,12 +23,13 @@ from aigc.common.errors import SignInRefused
 from aigc.common.hub import PretrainedUnavailable
 from aigc.common.slurm import slurm_job_id
 from aigc.common.stored import read_checkpoint
-from aigc.config.validation import ConfigError, check_trainable, validate
+from aigc.config.validation import ConfigError, check_monitors, check_trainable, validate
 from aigc.jobs.build import Job, build
 from aigc.tracking.run.record import recorded_config, typed_overrides
 from aigc.tracking.run.rerun import rerun_config
-from aigc.tracking.run.resume import requeued_run, requeued_when_preempted, resume_point
+from aigc.tracking.run.resume import CannotResume, requeued_run, requeued_when_preempted, resume_point
 from aigc.tracking.run.tracker import Record
+from aigc.tracking.store.client import RunNotFound
 from aigc.trainer.distributed import lost_ranks_named
 from aigc.trainer.internals import interrupts_kept
 
@@ -56,6 +57,7 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is a param of the run
     job = build_training(cfg)
+    check_monitors(cfg, job.model, job.datamodule, job.trainer.callbacks)
     if (twin := job.tracker.finished_twin()) is not None:
         print(f"This job finished before in the same sweep (MLflow run {twin.info.run_id}): not run again")
         return twin.data.metrics.get(cfg.objective.metric)
@@ -129,6 +131,6 @@ def claim_checkpoint_folder(trainer: L.Trainer, resumed_from: str | None = None)
 
 
 # the user's input, or what it names: their one line says it all
-USER_ERRORS = (ConfigError, MissingCapability, PretrainedUnavailable, SignInRefused)
+USER_ERRORS = (ConfigError, MissingCapability, PretrainedUnavailable, SignInRefused, RunNotFound, CannotResume)
 # a sweep's pruner stopped the job: neither a success nor a failure (the sweeper records it PRUNED)
 PRUNED = TrialPruned

@@ -3,7 +3,9 @@
 The feature extractor is part of a metric's name, so numbers from different
 networks are never compared: the standard Inception network gives ``fid`` and
 ``is``; any other extractor gives ``fid_<short>`` and ``is_<short>`` (the
-shipped MNIST classifier: ``fid_mnist``, ``is_mnist``).
+shipped MNIST classifier: ``fid_mnist``, ``is_mnist``; the shipped shapes verifier:
+``fid_shapes``, ``kid_shapes``). An extractor that has no layer for a measure (the verifier
+has no class posterior, so no IS) is skipped for that measure.
 
 Reference statistics are cached by torch-fidelity under ``cache_dir``, keyed by
 the reference's name, the extractor, the digest of its weights and the number of
@@ -23,13 +25,16 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, Featu
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from aigc.common import tags
-from aigc.metrics import mnist_classifier
+from aigc.metrics import mnist_classifier, shapes_verifier
 from aigc.metrics.digests import state_dict_digest
 
 INCEPTION = "inception-v3-compat"
 ISC_SPLITS = 10  # torch-fidelity's default: IS is the mean over 10 splits of the fake images
 # The part after "fid_" / "is_" in metric names; the standard network has none.
-SHORT_NAMES = {INCEPTION: "", mnist_classifier.NAME: "mnist"}
+SHORT_NAMES = {INCEPTION: "", mnist_classifier.NAME: "mnist", shapes_verifier.NAME: "shapes"}
+# The networks the project trains and ships, by extractor name: their module's weights_digest()
+# is recorded (tag <module>_weights: mnist_classifier_weights) and keys cached reference statistics.
+SHIPPED = {mnist_classifier.NAME: mnist_classifier, shapes_verifier.NAME: shapes_verifier}
 
 
 class InceptionV3Float64(FeatureExtractorInceptionV3):
@@ -118,15 +123,18 @@ def score_images(
         raise ValueError(f"reference_key {reference_key!r} must be usable in a file name ([A-Za-z0-9._-]+)")
 
     scores: dict[str, float] = {}
-    switches = {MEASURES[measure][0]: True for measure in measures}
-    if "kid" in measures:
-        switches["kid_subset_size"] = min(KID_SUBSET_SIZE, len(fake), len(reference))
     for extractor in extractors:
-        keys = [metric_key(measure, extractor) for measure in measures]
         inception = extractor == INCEPTION
         options = {"feature_extractor": extractor}
         if inception:
             options = {"feature_extractor": _INCEPTION_FLOAT64, "feature_extractor_weights_path": inception_weights}
+        provided = [measure for measure in measures if _provides(options["feature_extractor"], measure)]
+        if not provided:
+            continue
+        keys = [metric_key(measure, extractor) for measure in provided]
+        switches = {MEASURES[measure][0]: True for measure in provided}
+        if "kid" in provided:
+            switches["kid_subset_size"] = min(KID_SUBSET_SIZE, len(fake), len(reference))
         try:
             result = torch_fidelity.calculate_metrics(
                 input1=UInt8Images(fake, rgb=inception),
@@ -152,8 +160,15 @@ def score_images(
                 stacklevel=2,
             )
             continue
-        scores |= {key: float(result[MEASURES[measure][1]]) for key, measure in zip(keys, measures, strict=True)}
+        scores |= {key: float(result[MEASURES[measure][1]]) for key, measure in zip(keys, provided, strict=True)}
     return scores
+
+
+def _provides(extractor: str, measure: str) -> bool:
+    """Whether the registered extractor has a feature layer for the measure (a classifier's logits
+    for IS, its features for FID and KID)."""
+    layer = FEATURE_EXTRACTORS_REGISTRY[extractor].get_default_feature_layer_for_metric(MEASURES[measure][0])
+    return layer is not None
 
 
 def fidelity_tags(
@@ -169,8 +184,10 @@ def fidelity_tags(
     if INCEPTION in extractors:
         described["inception_weights"] = str(inception_weights or URL_INCEPTION_V3)
         described["inception_weights_digest"] = _inception_digest(inception_weights)
-    if mnist_classifier.NAME in extractors:
-        described["mnist_classifier_weights"] = mnist_classifier.weights_digest()
+    for extractor in extractors:
+        if extractor in SHIPPED:
+            module = SHIPPED[extractor]
+            described[f"{module.__name__.rpartition('.')[2]}_weights"] = module.weights_digest()
     return {f"{tags.IMAGE_METRICS}{key}": value for key, value in described.items()} | {
         f"{tags.VERSIONS}torch-fidelity": torch_fidelity.__version__
     }
@@ -180,8 +197,8 @@ def _cache_name(reference_key: str, extractor: str, num_reference: int, inceptio
     # torch-fidelity appends the extractor's name and the layer; the name also carries the
     # weights' digest, so other weights (retrained, or another file) never reuse statistics.
     name = f"{reference_key}-n{num_reference}"
-    if extractor == mnist_classifier.NAME:
-        name += f"-w{mnist_classifier.weights_digest()}"
+    if extractor in SHIPPED:
+        name += f"-w{SHIPPED[extractor].weights_digest()}"
     elif extractor == INCEPTION:
         name += f"-w{_inception_digest(inception_weights)}"
     return name

@@ -6,8 +6,9 @@ Training. A clean image x0, noise e and a timestep t give x_t = sqrt(a_t) x0 + s
 (DDPM's schedule of ``num_train_timesteps`` steps, ``scheduler.add_noise``); the net predicts,
 by ``prediction``:
 
-- ``epsilon`` (the default): the noise e;
-- ``v_prediction``: the velocity v = sqrt(a_t) e - sqrt(1 - a_t) x0 (Salimans & Ho, 2022);
+- ``epsilon``: the noise e;
+- ``v_prediction`` (the default): the velocity v = sqrt(a_t) e - sqrt(1 - a_t) x0 (Salimans & Ho,
+  2022), which learned to sample in a tenth of the steps that epsilon had not (experiments/diffusion.md);
 - ``flow``: rectified flow (Liu et al., 2023) instead of DDPM's schedule: x_t = (1 - t) x0 + t e
   for t uniform in [0, 1], and the net predicts e - x0.
 
@@ -54,22 +55,25 @@ class Diffusion(LightningModule):
     sampler, steps, guidance: how ``sample`` draws images unless told otherwise.
     """
 
+    # what it logs while fitting (what may be monitored: aigc.common.capabilities); its callbacks declare theirs
+    logged_metrics = (*TrainingLog.names("train/loss"), "val/loss")
+
     def __init__(
         self,
         net: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
         image_shape: list[int],
-        prediction: Prediction = "epsilon",
+        prediction: Prediction = "v_prediction",
         num_train_timesteps: PositiveInt = 1000,
         beta_schedule: BetaSchedule = "linear",
         num_classes: PositiveInt | None = None,
         label_dropout: Probability = 0.1,
         sampler: Sampler = "dpm++",
         steps: PositiveInt = 20,
-        guidance: NonNegativeFloat = 2.0,
+        guidance: NonNegativeFloat = 1.0,
     ):
         super().__init__()
-        self.check_arguments(prediction=prediction, sampler=sampler, steps=steps)
+        Diffusion.check_arguments(prediction=prediction, sampler=sampler, steps=steps)
         if getattr(net, "num_classes", num_classes) != num_classes:
             raise ValueError(
                 f"model.net.num_classes={net.num_classes} but model.num_classes={num_classes}: "
@@ -130,7 +134,11 @@ class Diffusion(LightningModule):
             target = (
                 noise if self.prediction == "epsilon" else self.noise_schedule.get_velocity(images, noise, timesteps)
             )
-        return F.mse_loss(self.net(noisy, timesteps, labels).float(), target.float())
+        return F.mse_loss(self.predict(noisy, timesteps, labels).float(), target.float())
+
+    def predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, conditioning) -> torch.Tensor:
+        """The net's prediction for ``noisy`` at ``timesteps``, given the conditioning (labels here)."""
+        return self.net(noisy, timesteps, conditioning)
 
     def training_step(self, batch, batch_idx):
         images, labels = batch[0], self._conditioning(batch[1])
@@ -182,6 +190,12 @@ class Diffusion(LightningModule):
         guidance = self.guidance if guidance is None else guidance
         self._check_sampling(sampler, steps, guidance)
         labels = drawn_labels(self.num_classes, num_samples, labels, self.device)
+        null = None if labels is None else torch.full_like(labels, self.num_classes)
+        return self.draw(num_samples, seed, labels, null, sampler, steps, guidance)
+
+    def draw(self, num_samples: int, seed: int, conditioning, null, sampler: Sampler, steps: int, guidance: float):
+        """The sampling loop: ``num_samples`` images from noise fixed by ``seed``, guided towards
+        ``conditioning`` and away from ``null`` (each one per image, or None: unconditional)."""
         generator = torch.Generator().manual_seed(seed)
         noisy = torch.randn((num_samples, *self.image_shape), generator=generator).to(self.device)
         schedule = self._sampling_schedule(sampler)
@@ -189,7 +203,7 @@ class Diffusion(LightningModule):
         noisy = noisy * getattr(schedule, "init_noise_sigma", 1.0)  # (flow schedules start at sigma 1)
         with evaluating(self.net):
             for t in schedule.timesteps:
-                prediction = self.guided(noisy, t, labels, guidance)
+                prediction = self.guided(noisy, t, conditioning, guidance, null)
                 noisy = schedule.step(prediction, t, noisy, generator=generator).prev_sample
         return noisy.clamp(-1, 1)
 
@@ -201,17 +215,19 @@ class Diffusion(LightningModule):
             raise ValueError(f"steps={steps!r}: give a whole number of sampling steps, at least 1")
         if isinstance(guidance, bool) or not isinstance(guidance, int | float) or not 0 <= guidance < float("inf"):
             raise ValueError(f"guidance={guidance!r}: give a number at least 0 (0: unconditional, 1: no guidance)")
-        self.check_arguments(prediction=self.prediction, sampler=sampler, steps=steps)
+        Diffusion.check_arguments(prediction=self.prediction, sampler=sampler, steps=steps)
 
-    def guided(self, noisy: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None, guidance: float):
-        """The net's prediction at timestep ``t``, guided towards ``labels`` by ``guidance``."""
+    def guided(self, noisy: torch.Tensor, t: torch.Tensor, conditioning, guidance: float, null=None):
+        """The net's prediction at timestep ``t``, guided by ``guidance`` towards ``conditioning``
+        and away from ``null`` (the null label; a text model's empty or negative prompt)."""
         timesteps = t.to(self.device).expand(noisy.shape[0])
-        if labels is None or guidance == 1:
-            return self.net(noisy, timesteps, labels).float()
-        null = torch.full_like(labels, self.num_classes)
+        if conditioning is None or guidance == 1:
+            return self.predict(noisy, timesteps, conditioning).float()
         if guidance == 0:
-            return self.net(noisy, timesteps, null).float()
-        both = self.net(torch.cat([noisy, noisy]), torch.cat([timesteps, timesteps]), torch.cat([labels, null]))
+            return self.predict(noisy, timesteps, null).float()
+        both = self.predict(
+            torch.cat([noisy, noisy]), torch.cat([timesteps, timesteps]), torch.cat([conditioning, null])
+        )
         conditional, unconditional = both.float().chunk(2)
         return unconditional + guidance * (conditional - unconditional)
 

@@ -28,6 +28,8 @@ class GAN(LightningModule):
     ddp_find_unused_parameters = True
     # trainer.precision=auto: conv nets train faster in bf16 on a CPU with AMX (experiments/precision.md)
     faster_in_bf16_on_cpu = True
+    # what it logs while fitting (what may be monitored: aigc.common.capabilities); its callbacks declare theirs
+    logged_metrics = (*TrainingLog.names("train/loss_g", "train/loss_d"), "val/loss_d", "val/loss_g")
 
     def __init__(
         self,

@@ -105,6 +105,14 @@ class LanguageModel(LightningModule):
     # trainer.precision=auto keeps float32 on a CPU: there the default GPT (0.8M parameters) runs
     # slower in bf16 and the LSTM hardly faster (experiments/precision.md)
     faster_in_bf16_on_cpu = False
+    # what it logs while fitting (what may be monitored: aigc.common.capabilities); its callbacks declare theirs
+    logged_metrics = (
+        *TrainingLog.names("train/loss"),
+        "train/tokens_per_sec",
+        "train/tokens_per_sec_epoch",
+        "val/loss",
+        "val/ppl",
+    )
 
     def __init__(
         self,

@@ -14,6 +14,12 @@ from aigc.trainer.internals import writes_logs_now
 
 
 class TrainingLog:
+    @staticmethod
+    def names(*names: str) -> tuple[str, ...]:
+        """What it logs for step values ``names``: each, and its epoch mean (for a model's
+        ``logged_metrics``: ``aigc.common.capabilities``)."""
+        return (*names, *(f"{name}_epoch" for name in names))
+
     def __init__(self):
         self._sums: dict[str, torch.Tensor] = {}
         self._examples = 0

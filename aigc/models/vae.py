@@ -34,6 +34,13 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 class VAE(LightningModule):
     # trainer.precision=auto: conv nets train faster in bf16 on a CPU with AMX (experiments/precision.md)
     faster_in_bf16_on_cpu = True
+    # what it logs while fitting (what may be monitored: aigc.common.capabilities); its callbacks declare theirs
+    logged_metrics = (
+        *TrainingLog.names("train/loss", "train/recon", "train/kl"),
+        "val/elbo",
+        "val/recon",
+        "val/kl",
+    )
 
     def __init__(
         self,

@@ -11,23 +11,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aigc.common.capabilities import GeneratesImages, GeneratesText
+from aigc.common.capabilities import ConditionedOnText, GeneratesImages, GeneratesText
 from aigc.common.stored import CONFIG_KEY, RUN_KEY, instantiate_stored, read_checkpoint
 from aigc.data.text import TextDataModule
 from aigc.data.tokenizers import load_tokenizer
 from aigc.metrics.images import to_uint8
 
 TOKENIZER_KEY = TextDataModule.__qualname__  # Lightning keeps a datamodule's state (the fitted tokenizer) under it
+# what a generator keeps of an image datamodule's state (image_folder's), wherever Lightning put it
+DATA_FACTS = ("class_names", "caption_source")
 
 
 class Generator:
     """``kind`` is ``"images"`` or ``"text"``; ``images(...)`` or ``text(...)`` generate."""
 
-    def __init__(self, model, tokenizer=None, source: str = ""):
+    def __init__(self, model, tokenizer=None, source: str = "", class_names: list[str] | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.source = source
         self.kind = "text" if tokenizer is not None else "images"
+        self.class_names = class_names
 
     @classmethod
     def from_file(cls, path: str | Path, source: str | None = None) -> "Generator":
@@ -50,7 +53,7 @@ class Generator:
         elif not isinstance(model, GeneratesImages):
             raise ValueError(f"{where}: {type(model).__name__} generates neither images nor text")
         model.load_state_dict(checkpoint["state_dict"])
-        return cls(model, tokenizer, where)
+        return cls(model, tokenizer, where, data_facts(checkpoint).get("class_names"))
 
     @property
     def num_classes(self) -> int | None:
@@ -58,26 +61,77 @@ class Generator:
         return getattr(self.model, "num_classes", None)
 
     @property
+    def takes_prompts(self) -> bool:
+        """Whether it draws what a prompt says (a text-to-image model)."""
+        return isinstance(self.model, ConditionedOnText)
+
+    @property
     def sampling_options(self) -> dict[str, int | float | str]:
         """What drawing images takes besides the count, the seed and the label (a diffusion model's
         sampler, steps and guidance), with the model's defaults."""
         return dict(getattr(self.model, "sampling_options", {}))
 
-    def images(self, num_samples: int, seed: int = 0, label: int | None = None, **options) -> np.ndarray:
-        """uint8 images, (N, H, W, C): the same for the same seed (and label and options)."""
+    def images(
+        self,
+        num_samples: int,
+        seed: int = 0,
+        label: int | str | None = None,
+        prompt: str | None = None,
+        negative_prompt: str | None = None,
+        **options,
+    ) -> np.ndarray:
+        """uint8 images, (N, H, W, C): the same for the same seed (and label or prompt, and options).
+        A label is a number or, where the data named its classes, a name."""
         self._expect("images", "num_samples")
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples={num_samples!r}: ask for at least one image")
         unknown = sorted(set(options) - set(self.sampling_options))
         if unknown:
             takes = ", ".join(self.sampling_options) or "no sampling options"
             raise ValueError(f"{', '.join(unknown)}: {self.source} takes {takes}")
-        if label is not None and not self.num_classes:
-            raise ValueError(f"label={label}: {self.source} is unconditional, it takes no label")
-        if label is not None and not 0 <= label < self.num_classes:
-            raise ValueError(f"label={label}: {self.source} draws labels 0 to {self.num_classes - 1}")
-        labels = None if label is None else torch.full((num_samples,), int(label))
-        extra = {"labels": labels} if self.num_classes else {}
+        if self.takes_prompts:
+            extra = self._prompted(label, prompt, negative_prompt)
+        else:
+            extra = self._labelled(num_samples, label, prompt, negative_prompt)
         drawn = self.model.sample(num_samples, seed=seed, **extra, **options)
         return to_uint8(drawn).permute(0, 2, 3, 1).cpu().numpy()
+
+    def _prompted(self, label, prompt: str | None, negative_prompt: str | None) -> dict:
+        if label is not None:
+            raise ValueError(f"label={label}: {self.source} draws what a prompt says: give prompt=..., not a label")
+        if prompt is None or not str(prompt).strip():
+            raise ValueError(f'{self.source} draws what a prompt says: give a prompt (prompt="two red circles")')
+        negative = [] if negative_prompt is None else [negative_prompt]
+        self.model.check_prompts([prompt, *negative])
+        return {"prompts": prompt, "negative_prompt": negative_prompt}
+
+    def _labelled(self, num_samples: int, label, prompt: str | None, negative_prompt: str | None) -> dict:
+        given = [
+            name for name, value in (("prompt", prompt), ("negative_prompt", negative_prompt)) if value is not None
+        ]
+        if given:
+            what = "draws the label it is given" if self.num_classes else "is unconditional"
+            raise ValueError(f"{given[0]}=...: {self.source} {what}, it takes no prompt")
+        if label is None:
+            return {"labels": None} if self.num_classes else {}
+        if not self.num_classes:
+            raise ValueError(f"label={label}: {self.source} is unconditional, it takes no label")
+        label = self.label_index(label)
+        if not 0 <= label < self.num_classes:
+            raise ValueError(f"label={label}: {self.source} draws labels 0 to {self.num_classes - 1}")
+        return {"labels": torch.full((num_samples,), label)}
+
+    def label_index(self, label: int | str) -> int:
+        """A label given by number, or by the name of its class (the folder it came from)."""
+        if isinstance(label, int | np.integer) and not isinstance(label, bool):
+            return int(label)
+        names = self.class_names or []
+        if isinstance(label, str) and label in names:
+            return names.index(label)
+        if isinstance(label, str) and label.lstrip("-").isdigit():
+            return int(label)
+        known = f"one of {', '.join(names)}, or a number" if names else "a whole number (its classes have no names)"
+        raise ValueError(f"label={label!r}: {self.source} draws {known}")
 
     def text(
         self,
@@ -109,10 +163,25 @@ class Generator:
 
 
 def slim(checkpoint: dict) -> dict:
-    """What generating needs from a checkpoint: weights, the model's config, the tokenizer, the run id."""
+    """What generating needs from a checkpoint: weights, the model's config, the tokenizer, the
+    names of the data's classes, the run id."""
     kept = {"state_dict": checkpoint["state_dict"], CONFIG_KEY: {"model": checkpoint[CONFIG_KEY]["model"]}}
     if "tokenizer" in checkpoint.get(TOKENIZER_KEY, {}):
         kept[TOKENIZER_KEY] = {"tokenizer": checkpoint[TOKENIZER_KEY]["tokenizer"]}
+    if facts := data_facts(checkpoint):
+        kept[DATA_FACTS_KEY] = facts
     if RUN_KEY in checkpoint:
         kept[RUN_KEY] = checkpoint[RUN_KEY]
     return kept
+
+
+DATA_FACTS_KEY = "aigc_data_facts"  # in a slim checkpoint
+
+
+def data_facts(checkpoint: dict) -> dict:
+    """What an image datamodule kept in the checkpoint (its state, under its class's name; a slim
+    copy's under ``DATA_FACTS_KEY``): the names of its classes, where its captions came from."""
+    for state in [checkpoint.get(DATA_FACTS_KEY), *checkpoint.values()]:
+        if isinstance(state, dict) and any(key in state for key in DATA_FACTS):
+            return {key: state[key] for key in DATA_FACTS if state.get(key) is not None}
+    return {}

@@ -6,7 +6,8 @@ tokenizer) and a signature with an input example. Rows say what to generate, par
 (MLflow's inference params: one value per request, with defaults):
 
 - image models: rows of ``num_samples`` and, for a class-conditional model, an optional
-  ``label`` (none: every class in turn); params ``seed`` and the model's sampling options (a
+  ``label`` (none: every class in turn), for a text-to-image model a ``prompt`` and an optional
+  ``negative_prompt``; params ``seed`` and the model's sampling options (a
   diffusion model's ``sampler``, ``steps``, ``guidance``) -> uint8 images (N, H, W, C), every
   row's images one after the other;
 - language models: rows of ``prompt``; params ``max_new_tokens``, ``temperature``, ``top_k``,
@@ -34,6 +35,7 @@ from aigc.serving.generator import Generator, slim
 
 WEIGHTS = "weights"  # the artifact's name; its file is artifacts/weights.pt in the model folder
 MAX_IMAGES = 1024  # per request row: a server answers in seconds, not in out-of-memory
+EXAMPLE_PROMPT = "a picture"  # a text-to-image model's input example
 
 IMAGE_PARAMS = [ParamSpec("seed", "long", 0)]  # and the model's sampling options (image_params)
 TEXT_PARAMS = [
@@ -73,10 +75,10 @@ def generate(generator: Generator, rows: list[dict], params: dict) -> np.ndarray
         counts = [int(row["num_samples"]) for row in rows]
         if any(not 0 < count <= MAX_IMAGES for count in counts):
             raise ValueError(f"num_samples must be between 1 and {MAX_IMAGES}, not {counts}")
-        labels = [_label(row) for row in rows]
+        requests = [_request(row) for row in rows]
         drawn = [
-            generator.images(count, seed=seed + index, label=label, **options)
-            for index, (count, label) in enumerate(zip(counts, labels, strict=True))
+            generator.images(count, seed=seed + index, **request, **options)
+            for index, (count, request) in enumerate(zip(counts, requests, strict=True))
         ]
         return np.concatenate(drawn)
     return [generator.text(str(row["prompt"]), seed=seed + index, **options) for index, row in enumerate(rows)]
@@ -85,6 +87,16 @@ def generate(generator: Generator, rows: list[dict], params: dict) -> np.ndarray
 def _plain(value):
     """A param as Python's own type (MLflow may hand over numpy scalars)."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _request(row: dict) -> dict:
+    """What a row asks to draw: a label, a prompt and a negative prompt, each where given."""
+    request = {"label": _label(row)}
+    for key in ("prompt", "negative_prompt"):
+        value = row.get(key)
+        if value is not None and not (isinstance(value, float) and pd.isna(value)):
+            request[key] = str(value)
+    return request
 
 
 def _label(row: dict) -> int | None:
@@ -99,9 +111,13 @@ def _label(row: dict) -> int | None:
 
 def signature_and_example(generator: Generator) -> tuple[ModelSignature, tuple[pd.DataFrame, dict]]:
     if generator.kind == "images":
-        height, width, channels = generator.images(1).shape[1:]
+        request = {"prompt": EXAMPLE_PROMPT} if generator.takes_prompts else {}
+        height, width, channels = generator.images(1, **request).shape[1:]
         columns = [ColSpec("long", "num_samples")]
         example = {"num_samples": [4]}
+        if generator.takes_prompts:  # what to draw, and optionally what to steer away from
+            columns += [ColSpec("string", "prompt"), ColSpec("string", "negative_prompt", required=False)]
+            example["prompt"] = [EXAMPLE_PROMPT]
         if generator.num_classes:  # a class-conditional model: draw a label's images, or every class in turn
             # a whole number: give every row of a request a label, or none (MLflow reads a column
             # with gaps as floats, which it refuses for a long)

@@ -52,7 +52,7 @@ def rerun_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, lis
     if tracking_uri is None:
         raise ValueError("rerun=<run id> reads the run from MLflow: drop logger=none")
     client = open_store(tracking_uri)
-    run = stored_run(client, run_id, f"rerun={run_id}")
+    run = stored_run(client, run_id, f"rerun={run_id}", setting="logger.mlflow.tracking_uri")
     try:
         text = client.download_artifacts(run_id, OVERRIDES_ARTIFACT)
     except Exception:

@@ -27,6 +27,14 @@ from aigc.common.stored import CONFIG_KEY, RUN_KEY, NotACheckpoint, read_checkpo
 from aigc.tracking.store.checkpoints import checkpoint_of_run
 from aigc.tracking.store.client import open_store, stored_run
 
+# where aigc.run's config names the store
+TRACKING_URI = "logger.mlflow.tracking_uri"
+
+
+class CannotResume(ValueError):
+    """``resume=`` or ``ckpt_path=`` names something this command can't continue (a run without a
+    checkpoint, a checkpoint of another model): the user's input, printed as one line."""
+
 
 def checkpoint_to_resume(client: MlflowClient, run: Run, download_to: Path) -> tuple[str, dict]:
     """(path, checkpoint) of the newest checkpoint of ``run`` that loads and belongs to it.
@@ -52,7 +60,7 @@ def checkpoint_to_resume(client: MlflowClient, run: Run, download_to: Path) -> t
     for reason in skipped:
         print(f"Resume: skipping {reason}")
     if found is None:
-        raise FileNotFoundError(
+        raise CannotResume(
             f"run {run_id} has no checkpoint to resume from: none in {folder} or its 'last'/'best' artifacts loads "
             "(a run killed before its first checkpoint can only start again)"
         )
@@ -95,20 +103,23 @@ def resume_point(cfg: DictConfig) -> tuple[str | None, str | None]:
     A checkpoint that another run wrote is never resumed into this one.
     """
     ckpt_path, run_id = cfg.get("ckpt_path"), cfg.get("resume")
-    tracking_uri = OmegaConf.select(cfg, "logger.mlflow.tracking_uri")
+    tracking_uri = OmegaConf.select(cfg, TRACKING_URI)
     run = None
     if run_id:
         if tracking_uri is None:
-            raise ValueError("resume=<run id> needs the MLflow logger (drop logger=none), or give ckpt_path=")
+            raise CannotResume("resume=<run id> needs the MLflow logger (drop logger=none), or give ckpt_path=")
         client = open_store(tracking_uri)
-        run = stored_run(client, run_id, f"resume={run_id}")
+        run = stored_run(client, run_id, f"resume={run_id}", setting=TRACKING_URI)
         ckpt_path, checkpoint = checkpoint_to_resume(client, run, Path(cfg.paths.output_dir) / "resumed_from")
     elif ckpt_path:
         checkpoint = read_checkpoint(ckpt_path)
         run_id = checkpoint.get(RUN_KEY)
         if run_id and tracking_uri is not None:
             run = stored_run(
-                open_store(tracking_uri), run_id, f"named by {ckpt_path}; or resume untracked with logger=none"
+                open_store(tracking_uri),
+                run_id,
+                f"named by {ckpt_path}; or resume untracked with logger=none",
+                setting=TRACKING_URI,
             )
     else:
         return None, None
@@ -116,7 +127,7 @@ def resume_point(cfg: DictConfig) -> tuple[str | None, str | None]:
     for group in ("model", "data"):
         if built and built[group]["_target_"] != cfg[group]._target_:
             overrides = run.data.tags.get(tags.OVERRIDES) if run is not None else None
-            raise ValueError(
+            raise CannotResume(
                 f"the checkpoint's {group} is {built[group]['_target_']}, this config's {cfg[group]._target_}: "
                 f"resume with the run's own overrides{f' ({overrides})' if overrides else ''}"
             )

@@ -154,15 +154,21 @@ def open_store(tracking_uri: str, must_exist: bool = True) -> MlflowClient:
         return MlflowClient(tracking_uri)
 
 
-def stored_run(client: MlflowClient, run_id: str, named_by: str) -> Run:
-    """The run ``run_id``, or one line saying that this store does not have it."""
+class RunNotFound(LookupError):
+    """A command names a run (``resume=``, ``rerun=``, a checkpoint's run) that the store does not
+    have: the user's input, so the commands print the one line and no traceback."""
+
+
+def stored_run(client: MlflowClient, run_id: str, named_by: str, setting: str = "tracking_uri") -> Run:
+    """The run ``run_id``, or one line (``RunNotFound``) saying that this store does not have it
+    and which of the command's settings (``setting``) names the store."""
     try:
         return client.get_run(run_id)
     except MlflowException as error:
         if error.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
             raise
-    raise LookupError(
-        f"MLflow run {run_id} ({named_by}) is not in the store {client.tracking_uri}: point tracking_uri= "
+    raise RunNotFound(
+        f"MLflow run {run_id} ({named_by}) is not in the store {client.tracking_uri}: point {setting}= "
         "(or MLFLOW_TRACKING_URI) at the store it was trained with"
     )
 
