@@ -1,7 +1,7 @@
 """The framework's cost per training step, for every model: `python -m aigc.run` against the same
 nets, optimizers and batches in a plain PyTorch loop.
 
-    .venv/bin/python experiments/bare_loop.py [--pairs 3] [--steps 40] [--only gan vae diffusion lstm transformer]
+    .venv/bin/python experiments/bare_loop.py [--pairs 3] [--steps 40] [--only gan ... text_to_image ...]
 
 Both sides compose the same real configs (`model=<m> data=<d>`), so the nets, their
 initialisation, the optimizers (and the language models' schedule and clipping), the batch size
@@ -33,6 +33,8 @@ MODELS = {
     "gan": ["model=gan", "data=mnist", "data.download=false"],
     "vae": ["model=vae", "data=mnist", "data.download=false"],
     "diffusion": ["model=diffusion", "data=mnist", "data.download=false"],
+    # the text-conditioned step: the shapes benchmark's captions through the CLIP tokenizer and text encoder
+    "text_to_image": ["model=text_to_image", "data=shapes"],
     "lstm": ["model=lstm", "data=pydocs"],
     "transformer": ["model=transformer", "data=pydocs"],
 }
@@ -136,6 +138,14 @@ def bare_loop(name: str, steps: int, folder: str) -> float:
         def step(batch):
             optimizer.zero_grad()
             model.losses(batch[0], model.drop_labels(batch[1])).backward()
+            optimizer.step()
+
+    elif name == "text_to_image":
+        optimizer = model.configure_optimizers()
+
+        def step(batch):
+            optimizer.zero_grad()
+            model.losses(batch[0], model.encode(model.drop_prompts(batch[2]))).backward()
             optimizer.step()
 
     else:

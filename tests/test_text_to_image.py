@@ -124,3 +124,28 @@ def test_a_label_model_refuses_a_prompt_and_takes_a_label_by_its_name(compose_cf
     assert (by_name == generator.images(2, label=7, steps=2)).all()
     with pytest.raises(ValueError, match="label='cat': the model draws one of class0, class1"):
         generator.images(1, label="cat")
+
+
+def test_captionless_images_and_a_caption_too_long_are_refused_before_a_run_exists(compose_cfg, tmp_path):
+    from PIL import Image
+
+    from aigc.config.validation import ConfigError, check_trainable
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for index in range(4):
+        Image.new("RGB", (8, 8), (60 * index, 0, 0)).save(folder / f"{index}.png")
+
+    def checked():
+        cfg = compose_cfg(*TINY[2:], "model=text_to_image", "data=image_folder", f"data.path={folder}")
+        model, datamodule = instantiate(cfg.model, _convert_="all"), instantiate(cfg.data, _convert_="all")
+        datamodule.setup("fit")
+        check_trainable(datamodule, model, [])
+
+    with pytest.raises(ConfigError, match="model=text_to_image learns from captions, and image_folder serves none"):
+        checked()
+    for index in range(4):
+        (folder / f"{index}.txt").write_text("a red square")
+    (folder / "3.txt").write_text("a red square " * 10)
+    with pytest.raises(ConfigError, match=r"the prompt 'a red square a red .*' is 30 tokens, more than the text"):
+        checked()

@@ -100,6 +100,7 @@ class ImageDataModule(LightningDataModule):
             digest=digest(splits.train_images, splits.val_images),
             num_train=len(splits.train_images),
             num_val=len(splits.val_images),
+            captions=splits.caption_source,
         )
         self._splits = splits
         self._train = _to_dataset(splits.train_images, splits.train_labels, splits.train_captions)

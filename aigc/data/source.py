@@ -14,6 +14,7 @@ class DataSource:
     digest: str  # content hash of the arrays actually used
     num_train: int
     num_val: int
+    captions: str | None = None  # where a captioned dataset's captions came from ("metadata.jsonl", ...)
 
     def describe(self) -> str:
         return (

@@ -250,7 +250,7 @@ def plot_curves(comparison: Comparison, client: MlflowClient, metrics: list[str]
             points = sorted(comparison.history(client, run, metric).items())
             if points:
                 steps, values = zip(*points, strict=False)
-                axis.plot(steps, values, marker=".", label=_label(run))
+                axis.plot(steps, values, marker=".", label=run_label(run))
         axis.set(title=metric, xlabel="step", ylabel=metric)
         axis.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
@@ -378,7 +378,7 @@ def _float(text: str) -> float | None:
         return None
 
 
-def _label(run: Run) -> str:
+def run_label(run: Run) -> str:
     job = run.data.tags.get(tags.SWEEP_JOB)
     return f"job {job} ({run.info.run_id[:8]})" if job else (run.info.run_name or run.info.run_id[:8])[:40]
 

@@ -168,6 +168,8 @@ def provenance_tags(data: DataSource | None) -> dict[str, str]:
             provenance[f"{tags.VERSIONS}{package}"] = "not installed"
     if data is not None:
         provenance |= {tags.DATA_NAME: data.name, tags.DATA_SOURCE: data.source, tags.DATA_DIGEST: data.digest}
+        if data.captions:
+            provenance[tags.DATA_CAPTIONS] = data.captions
     return provenance
 
 
