@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from aigc.jobs.console import entry_point, one_line_errors
-from aigc.tracking import prompt_reports, reports
+from aigc.tracking import reports
 from aigc.tracking.store.client import open_store
 from aigc.tracking.store.liveness import reap
 
@@ -57,11 +57,11 @@ def compare(cfg: DictConfig) -> reports.Comparison:
         print(f"\nRuns that differ only in seed, best group first:\n{reports.format_table(group_rows)}")
         files.append(_csv(group_rows, out / "seeds.csv"))
         files.append(reports.plot_seed_groups(found, client, groups, out / "seeds.png"))
-    prompt_rows = prompt_reports.accuracy_table(found.runs, reports.run_label)
+    prompt_rows = reports.prompt_accuracy_table(found.runs)
     if prompt_rows:
         print(f"\nPrompt accuracy by category (val/prompt_acc):\n{reports.format_table(prompt_rows)}")
         files.append(_csv(prompt_rows, out / "prompts.csv"))
-    grids = prompt_reports.side_by_side_grids(client, found.runs, reports.run_label, out / "prompt_grids.png")
+    grids = reports.prompt_grids(client, found.runs, out / "prompt_grids.png")
     files += [grids] if grids else []
     print(f"Wrote {', '.join(f.name for f in files)} to {out}")
     if found.parent is not None:

@@ -18,7 +18,7 @@ import argparse
 import time
 from pathlib import Path
 
-from aigc.data.scenes import CATEGORIES
+from aigc.common.scenes import CATEGORIES
 
 # GenEval (Ghosh et al., 2023), overall score as published: context for the shapes benchmark's numbers
 GENEVAL_OVERALL = {"SD 1.5": 0.43, "SDXL": 0.55, "DALL-E 3": 0.67}

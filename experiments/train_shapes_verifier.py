@@ -20,19 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aigc.data.scenes import (
-    CATEGORIES,
-    COLOURS,
-    GRID,
-    SHAPES,
-    Scene,
-    Thing,
-    evaluation_prompts,
-    held_out_scenes,
-    render_scenes,
-    satisfies,
-    training_scenes,
-)
+from aigc.common.scenes import CATEGORIES, COLOURS, GRID, SHAPES, Thing, satisfies
+from aigc.data.scenes import Scene, evaluation_prompts, held_out_scenes, render_scenes, training_scenes
 from aigc.metrics.shapes_verifier import RESOLUTION, WEIGHTS_PATH, ShapesVerifier, detect, to_input, weights_digest
 
 MAX_OBJECTS = 6  # more than any caption asks for: a generator may draw extra objects, which must be seen

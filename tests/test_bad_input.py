@@ -16,11 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from aigc.common.errors import one_line
+from aigc.common.errors import RunNotFound, one_line
 from aigc.config.validation import ConfigError, check_monitors, validate
 from aigc.jobs.training import USER_ERRORS, build_training, train
 from aigc.models.gan import GAN
-from aigc.tracking.store.client import RunNotFound
 from tests.conftest import (
     CONF_DIR,
     MODELS,

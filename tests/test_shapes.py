@@ -8,9 +8,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from aigc.common.scenes import EvaluationPrompt, Thing, satisfies
 from aigc.config.validation import ConfigError, validate
 from aigc.data import scenes
-from aigc.data.scenes import EvaluationPrompt, Thing
 from aigc.data.shapes import ShapesDataModule
 from aigc.metrics import shapes_verifier
 from aigc.metrics.prompt_accuracy import prompt_accuracy
@@ -82,10 +82,10 @@ def test_each_held_out_scene_satisfies_its_prompt_and_one_thing_wrong_does_not()
     for scene in scenes.held_out_scenes(3 * len(PROMPTS), seed=0):
         prompt = PROMPTS[scene.caption]
         assert scene.category == prompt.category
-        assert scenes.satisfies(list(scene.things), prompt), scene
-        assert scenes.satisfies(list(reversed(scene.things)), prompt)  # the order things are read in is free
+        assert satisfies(list(scene.things), prompt), scene
+        assert satisfies(list(reversed(scene.things)), prompt)  # the order things are read in is free
         for wrong in spoiled(scene):
-            assert not scenes.satisfies(wrong, prompt), (scene.caption, wrong)
+            assert not satisfies(wrong, prompt), (scene.caption, wrong)
 
 
 def test_relations_follow_the_grid():
@@ -93,8 +93,8 @@ def test_relations_follow_the_grid():
         "a red circle left of a blue star", "position", (("circle", "red"), ("star", "blue")), "left of"
     )
     left, right = Thing("circle", "red", 2, 0), Thing("star", "blue", 0, 1)
-    assert scenes.satisfies([left, right], prompt)  # columns decide left and right; rows are free
-    assert not scenes.satisfies([dataclasses.replace(left, col=1), right], prompt)  # same column: neither
+    assert satisfies([left, right], prompt)  # columns decide left and right; rows are free
+    assert not satisfies([dataclasses.replace(left, col=1), right], prompt)  # same column: neither
 
 
 def test_the_shipped_verifier_reads_real_held_out_scenes():

@@ -12,9 +12,7 @@ from aigc.models.nets.prompts import clip_tokenizer, token_ids
 from aigc.models.text_to_image import TextToImage
 from aigc.serving.generator import Generator
 
-TINY = (
-    "model=text_to_image",
-    "data=shapes",
+TINY_NET = (
     "model.net.channels=[8,16]",
     "model.net.cross_attention=[false,true]",
     "model.net.norm_groups=4",
@@ -22,8 +20,8 @@ TINY = (
     "model.net.text_width=16",
     "model.net.text_layers=1",
     "model.net.text_heads=2",
-    "model.steps=3",
 )
+TINY = ("model=text_to_image", "data=shapes", *TINY_NET, "model.steps=3")
 
 
 def tiny(compose_cfg, *overrides: str) -> TextToImage:
@@ -137,7 +135,7 @@ def test_captionless_images_and_a_caption_too_long_are_refused_before_a_run_exis
         Image.new("RGB", (8, 8), (60 * index, 0, 0)).save(folder / f"{index}.png")
 
     def checked():
-        cfg = compose_cfg(*TINY[2:], "model=text_to_image", "data=image_folder", f"data.path={folder}")
+        cfg = compose_cfg("model=text_to_image", *TINY_NET, "data=image_folder", f"data.path={folder}")
         model, datamodule = instantiate(cfg.model, _convert_="all"), instantiate(cfg.data, _convert_="all")
         datamodule.setup("fit")
         check_trainable(datamodule, model, [])

@@ -3,6 +3,7 @@ accuracy by category and a grid per category; aigc.sample draws a typed prompt, 
 model does; the compare report shows the accuracy by category and the prompt grids side by side;
 and one command trains on a folder of the user's own captioned images."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -12,22 +13,17 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from aigc.common.scenes import CATEGORIES
 from aigc.compare import compare
-from aigc.data.scenes import CATEGORIES
 from aigc.jobs.training import train
 from aigc.sample import sample
 from tests.conftest import all_runs, client_for, composed, run_aigc, tiny_image_folder
+from tests.test_text_to_image import TINY_NET
 
 pytestmark = pytest.mark.slow
 TINY = (
     "model=text_to_image",
-    "model.net.channels=[8,16]",
-    "model.net.cross_attention=[false,true]",
-    "model.net.norm_groups=4",
-    "model.net.attention_heads=2",
-    "model.net.text_width=16",
-    "model.net.text_layers=1",
-    "model.net.text_heads=2",
+    *TINY_NET,
     "model.steps=2",
     "debug=fast",
     "trainer.max_epochs=1",
@@ -83,9 +79,10 @@ def test_the_compare_report_shows_prompt_accuracy_by_category_and_the_grids_side
     with composed("compare", folder, "experiment_name=text_to_image-shapes") as cfg:
         compare(cfg)
         out = Path(cfg.hydra.runtime.output_dir)
-    header, row = (out / "prompts.csv").read_text().splitlines()
-    assert header.split(",")[1:] == ["prompt_acc", *sorted(CATEGORIES)]
-    assert row.split(",")[0] == client_for(folder).get_run(run_id).info.run_name[:40]
+    with open(out / "prompts.csv", newline="") as file:
+        header, row = csv.reader(file)
+    assert header[1:] == ["prompt_acc", *sorted(CATEGORIES)]
+    assert row[0] == client_for(folder).get_run(run_id).info.run_name[:40]
     grid = Image.open(next(path for path in (folder / "logs" / "train").rglob("prompts/epoch_*.png")))
     sheet = Image.open(out / "prompt_grids.png")
     assert sheet.width == grid.width and sheet.height > grid.height  # the run's grid under its name

@@ -4,6 +4,11 @@
 _HYDRA_NOISE = ("Config search path", "Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_type=")
 
 
+class RunNotFound(LookupError):
+    """A command names a run (``resume=``, ``rerun=``, a checkpoint's run) that the store does not
+    have: the user's input, so the commands print the one line and no traceback."""
+
+
 class SignInRefused(PermissionError):
     """A tracking server asks for a sign-in that the environment does not give (raised by
     ``aigc.tracking.store.client.check_signed_in``; the commands print it as the user's error)."""

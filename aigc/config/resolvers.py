@@ -21,13 +21,13 @@ r"""OmegaConf resolvers that aigc's configs use; importing ``aigc`` registers th
 """
 
 import itertools
-import os
 import re
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
+from aigc.common.class_folders import class_folders
 from aigc.common.slurm import shared_step_name
 
 
@@ -66,13 +66,6 @@ def unescape_interpolations(text: str) -> str:
 
 
 _INTERPOLATION = re.compile(r"(?<!\\)\$\{")
-
-
-def class_folders(folder: str | Path) -> list[str]:
-    """The class subfolders of an image folder, sorted as ``ImageFolder`` sorts them (hidden ones,
-    such as ``.ipynb_checkpoints``, are no classes)."""
-    with os.scandir(Path(str(folder)).expanduser()) as entries:
-        return sorted(entry.name for entry in entries if entry.is_dir() and not entry.name.startswith("."))
 
 
 def class_count(folder: str) -> int | None:

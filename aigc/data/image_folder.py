@@ -37,9 +37,9 @@ from PIL import Image, ImageOps
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as F
 
+from aigc.common.class_folders import class_folders
 from aigc.common.constraints import NonNegativeInt, OpenFraction, PositiveInt
 from aigc.common.errors import joined
-from aigc.config.resolvers import class_folders
 from aigc.data.images import ImageDataModule, ImageSplits
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")

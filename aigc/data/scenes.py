@@ -23,7 +23,6 @@ small random offset and size per object (``render``'s ``rng``) keep a generator 
 one bitmap per cell. No torch here: the verifier and the datamodule build on this.
 """
 
-import itertools
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -31,17 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-SHAPES = ("circle", "square", "triangle", "star")
-# well apart in RGB, so a blurred or noisy colour is still the nearest of its own
-COLOURS = {
-    "red": (230, 40, 40),
-    "green": (40, 200, 60),
-    "blue": (50, 100, 255),
-    "yellow": (240, 220, 40),
-    "purple": (180, 60, 230),
-}
-CATEGORIES = ("single_object", "two_objects", "counting", "colours", "position", "colour_binding")
-GRID = 3
+from aigc.common.scenes import CATEGORIES, COLOURS, GRID, RELATIONS, SHAPES, EvaluationPrompt, Thing, holds
+
 # Objects are about 7.5 px wide at 32 px (a cell is 10.7 px) and a star's points 1-2 px: blurred,
 # stars, triangles, squares and circles are then what the verifier confuses first
 # (experiments/train_shapes_verifier.md). 32 is also the verifier's resolution: it reads larger
@@ -50,7 +40,6 @@ MIN_RESOLUTION = 32
 # bumped when what a seed draws changes; it seeds the draws and names the data's source (v1)
 VERSION = 1
 
-RELATIONS = ("left of", "right of", "above", "below")
 INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 NUMBERS = {1: "one", 2: "two", 3: "three", 4: "four"}
 
@@ -80,60 +69,10 @@ SUPERSAMPLE = 4
 
 
 @dataclass(frozen=True)
-class Thing:
-    shape: str
-    colour: str
-    row: int  # 0 is the top row
-    col: int  # 0 is the left column
-
-
-@dataclass(frozen=True)
 class Scene:
     things: tuple[Thing, ...]
     caption: str
     category: str
-
-
-@dataclass(frozen=True)
-class EvaluationPrompt:
-    """A prompt and what it asks for: exactly these ``objects`` ((shape, colour or None: any), one
-    per object: "three triangles" is three of them), and for position prompts the ``relation``
-    of the first object to the second."""
-
-    prompt: str
-    category: str
-    objects: tuple[tuple[str, str | None], ...]
-    relation: str | None = None
-
-
-def satisfies(things: list[Thing], prompt: EvaluationPrompt) -> bool:
-    """Does a scene (as detected) show exactly what the prompt asks: its objects, with their
-    colours where it names them, their number, the relation, and nothing else?
-
-    Every category is exact, because every caption describes its whole scene: an extra object is
-    as wrong as a missing one. "A left of B" means A's column is left of B's (rows free); "A
-    above B" means A's row is above B's (columns free).
-    """
-    if len(things) != len(prompt.objects):
-        return False
-    for order in itertools.permutations(things):
-        if all(
-            thing.shape == shape and colour in (None, thing.colour)
-            for thing, (shape, colour) in zip(order, prompt.objects, strict=True)
-        ) and (prompt.relation is None or _holds(_cell(order[0]), prompt.relation, _cell(order[1]))):
-            return True
-    return False
-
-
-def _cell(thing: Thing) -> tuple[int, int]:
-    return thing.row, thing.col
-
-
-def _holds(a: tuple[int, int], relation: str, b: tuple[int, int]) -> bool:
-    """Does cell ``a`` (row, col) stand in ``relation`` to cell ``b``?"""
-    (a_row, a_col), (b_row, b_col) = a, b
-    holds = {"left of": a_col < b_col, "right of": a_col > b_col, "above": a_row < b_row, "below": a_row > b_row}
-    return holds[relation]
 
 
 def shows_held_out(things: list[Thing] | tuple[Thing, ...]) -> bool:
@@ -226,7 +165,7 @@ def _place(objects, relation: str | None, rng: np.random.Generator) -> tuple[Thi
     cells = [(row, col) for row in range(GRID) for col in range(GRID)]
     while True:
         chosen = [cells[i] for i in rng.choice(len(cells), size=len(objects), replace=False)]
-        if relation is None or _holds(chosen[0], relation, chosen[1]):
+        if relation is None or holds(chosen[0], relation, chosen[1]):
             break
     things = []
     for (shape, colour), (row, col) in zip(objects, chosen, strict=True):

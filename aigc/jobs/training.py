@@ -19,7 +19,7 @@ from aigc.callbacks.random_state import RandomState
 from aigc.callbacks.trial_pruning import TrialPruning, raise_if_pruned
 from aigc.common import tags
 from aigc.common.capabilities import MissingCapability
-from aigc.common.errors import SignInRefused
+from aigc.common.errors import RunNotFound, SignInRefused
 from aigc.common.hub import PretrainedUnavailable
 from aigc.common.slurm import slurm_job_id
 from aigc.common.stored import read_checkpoint
@@ -29,7 +29,6 @@ from aigc.tracking.run.record import recorded_config, typed_overrides
 from aigc.tracking.run.rerun import rerun_config
 from aigc.tracking.run.resume import CannotResume, requeued_run, requeued_when_preempted, resume_point
 from aigc.tracking.run.tracker import Record
-from aigc.tracking.store.client import RunNotFound
 from aigc.trainer.distributed import lost_ranks_named
 from aigc.trainer.internals import interrupts_kept
 

@@ -36,3 +36,15 @@ def _digest(path: str, size: int, mtime_ns: int) -> str:
         h.update(name.encode())
         h.update(tensor.numpy().tobytes())
     return h.hexdigest()[:12]
+
+
+def load_shipped(net: torch.nn.Module, path: str | Path, trained_by: str) -> torch.nn.Module:
+    """``net`` with the weights that ship at ``path`` (tensors only), in eval mode; a missing file
+    names the script ``trained_by`` that writes it."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"{type(net).__name__} weights not found at {path}: "
+            f"run `.venv/bin/python {trained_by}` to train and write them"
+        )
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return net.eval()

@@ -16,7 +16,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.helpers import vassert
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from aigc.metrics.digests import state_dict_digest
+from aigc.metrics.digests import load_shipped, state_dict_digest
 
 NAME = "mnist-classifier"
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "mnist_classifier.pt"
@@ -48,14 +48,7 @@ class MNISTClassifier(nn.Module):
 
 def load_classifier(path: str | Path = WEIGHTS_PATH) -> MNISTClassifier:
     """The shipped classifier, in eval mode."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(
-            f"MNIST classifier weights not found at {path}: "
-            "run `.venv/bin/python experiments/train_mnist_classifier.py` to train and write them."
-        )
-    model = MNISTClassifier()
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return model.eval()
+    return load_shipped(MNISTClassifier(), path, "experiments/train_mnist_classifier.py")
 
 
 def weights_digest(path: str | Path = WEIGHTS_PATH) -> str:

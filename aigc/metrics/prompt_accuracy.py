@@ -5,7 +5,7 @@ from collections import defaultdict
 
 import torch
 
-from aigc.data.scenes import CATEGORIES, EvaluationPrompt, satisfies
+from aigc.common.scenes import CATEGORIES, EvaluationPrompt, satisfies
 from aigc.metrics import shapes_verifier
 
 

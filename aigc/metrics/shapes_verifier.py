@@ -24,8 +24,8 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.helpers import vassert
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from aigc.data.scenes import COLOURS, GRID, SHAPES, Thing
-from aigc.metrics.digests import state_dict_digest
+from aigc.common.scenes import COLOURS, GRID, SHAPES, Thing
+from aigc.metrics.digests import load_shipped, state_dict_digest
 
 NAME = "shapes-verifier"
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "shapes_verifier.pt"
@@ -77,14 +77,7 @@ class ShapesVerifier(nn.Module):
 
 def load_verifier(path: str | Path = WEIGHTS_PATH) -> ShapesVerifier:
     """The shipped verifier, in eval mode."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(
-            f"shapes verifier weights not found at {path}: "
-            "run `.venv/bin/python experiments/train_shapes_verifier.py` to train and write them."
-        )
-    model = ShapesVerifier()
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return model.eval()
+    return load_shipped(ShapesVerifier(), path, "experiments/train_shapes_verifier.py")
 
 
 def weights_digest(path: str | Path = WEIGHTS_PATH) -> str:

@@ -11,11 +11,15 @@ parallel coordinates, one line per run (``parallel.png``).
 Runs that differ only in ``seed`` (``-m seed=1,2,3 ...``) are also grouped (``seed_groups``):
 each group's mean ± standard deviation of the final and the best value, groups ranked by the
 mean final value, and their curves as a mean with a ±1 sd band.
+
+Text-to-image runs add their prompt accuracy by category (``prompt_accuracy_table``) and their
+grids of the same prompts side by side (``prompt_grids``).
 """
 
 import fnmatch
 import math
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +29,7 @@ from matplotlib.figure import Figure  # no pyplot: files only, no display, no gl
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from PIL import Image, ImageDraw, ImageFont
 
 from aigc.common import tags
 from aigc.tracking.run.record import read_objective
@@ -345,6 +350,67 @@ def _best(comparison: Comparison, client: MlflowClient, run: Run) -> float:
     """The run's best value of the metric over its steps."""
     finite = [v for v in comparison.history(client, run, comparison.metric).values() if math.isfinite(v)]
     return (min if comparison.mode == "min" else max)(finite) if finite else math.nan
+
+
+PROMPT_ACCURACY = "val/prompt_acc"
+GRID_KEY = "prompts"  # MLflow stores a logged image as images/<key>+step+<step>+timestamp+...png
+
+
+def prompt_accuracy_table(runs: list[Run]) -> list[dict[str, str]]:
+    """Text-to-image runs: a row per run that scored prompts, its overall prompt accuracy and each
+    category's (``aigc.callbacks.PromptAccuracy``)."""
+    scored = [run for run in runs if PROMPT_ACCURACY in run.data.metrics]
+    prefix = PROMPT_ACCURACY + "_"
+    categories = sorted({key[len(prefix) :] for run in scored for key in run.data.metrics if key.startswith(prefix)})
+    rows = []
+    for run in scored:
+        metrics = run.data.metrics
+        row = {"run": run_label(run), "prompt_acc": f"{metrics[PROMPT_ACCURACY]:.3f}"}
+        row |= {category: _shown_accuracy(metrics.get(f"{PROMPT_ACCURACY}_{category}")) for category in categories}
+        rows.append(row)
+    return rows
+
+
+def prompt_grids(client: MlflowClient, runs: list[Run], path: Path) -> Path | None:
+    """The newest prompt grid of each run (``aigc.callbacks.PromptGrid``: the same prompts and seeds
+    in every run of a configuration), left to right, each headed by its run's label; None when no
+    run logged one."""
+    pictures = []
+    with tempfile.TemporaryDirectory() as folder:
+        for run in runs:
+            newest = _newest_grid(client, run)
+            if newest is not None:
+                local = client.download_artifacts(run.info.run_id, newest, folder)
+                with Image.open(local) as picture:
+                    pictures.append((run_label(run), picture.convert("RGB")))
+    if not pictures:
+        return None
+    font, header, gap = ImageFont.load_default(size=14), 22, 12
+    width = sum(picture.width for _, picture in pictures) + gap * (len(pictures) - 1)
+    height = header + max(picture.height for _, picture in pictures)
+    sheet = Image.new("RGB", (width, height), "white")
+    draw, left = ImageDraw.Draw(sheet), 0
+    for name, picture in pictures:
+        draw.text((left + 2, 3), name, fill="black", font=font)
+        sheet.paste(picture, (left, header))
+        left += picture.width + gap
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
+
+
+def _newest_grid(client: MlflowClient, run: Run) -> str | None:
+    prefix = f"{GRID_KEY}+step+"
+    grids = [
+        artifact.path
+        for artifact in client.list_artifacts(run.info.run_id, "images")
+        if Path(artifact.path).name.startswith(prefix) and artifact.path.endswith(".png")
+    ]
+    return max(grids, key=lambda grid: int(Path(grid).name[len(prefix) :].split("+")[0]), default=None)
+
+
+def _shown_accuracy(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
 
 
 def _varying_params(runs: list[Run]) -> list[str]:

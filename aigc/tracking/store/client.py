@@ -27,7 +27,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import PERMISSION_DENIED, RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from aigc.common import tags
-from aigc.common.errors import SignInRefused, first_line
+from aigc.common.errors import RunNotFound, SignInRefused, first_line
 
 # Creating a new SQLite store runs alembic migrations, which log a page of INFO lines.
 logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -152,11 +152,6 @@ def open_store(tracking_uri: str, must_exist: bool = True) -> MlflowClient:
         )
     with reachable_store(tracking_uri):
         return MlflowClient(tracking_uri)
-
-
-class RunNotFound(LookupError):
-    """A command names a run (``resume=``, ``rerun=``, a checkpoint's run) that the store does not
-    have: the user's input, so the commands print the one line and no traceback."""
 
 
 def stored_run(client: MlflowClient, run_id: str, named_by: str, setting: str = "tracking_uri") -> Run:
