@@ -19,7 +19,7 @@ from aigc.callbacks.random_state import RandomState
 from aigc.callbacks.trial_pruning import TrialPruning, raise_if_pruned
 from aigc.common import tags
 from aigc.common.capabilities import MissingCapability
-from aigc.common.errors import RunNotFound, SignInRefused
+from aigc.common.errors import RunNotFound, SignInRefused, first_line
 from aigc.common.hub import PretrainedUnavailable
 from aigc.common.slurm import slurm_job_id
 from aigc.common.stored import read_checkpoint
@@ -63,8 +63,11 @@ def train(cfg: DictConfig) -> float | None:
     ckpt_path, run_id = resume_point(cfg)
     checkpoints = claim_checkpoint_folder(job.trainer, resumed_from=ckpt_path)
     job.tracker.connect(resume_run_id=run_id)  # before any data is loaded
-    job.datamodule.prepare_data()
-    job.datamodule.setup("fit")
+    try:
+        job.datamodule.prepare_data()
+        job.datamodule.setup("fit")
+    except ValueError as error:  # data that can't be read as configured (a folder, a file in it): the user's input
+        raise ConfigError(first_line(error)) from None
     source = getattr(job.datamodule, "source", None)  # the datamodule printed which source served
     check_trainable(job.datamodule, job.model, job.trainer.callbacks)
     record = Record(job.config, overrides, source, job.datamodule.state_dict())
