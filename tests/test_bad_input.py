@@ -287,7 +287,7 @@ def test_a_net_too_large_for_this_machine_is_refused_in_one_line(tmp_path):
         build_training(cfg)
 
 
-def monitors_checked(tmp_path: Path, overrides: list[str]) -> None:
+def check_monitors_of(tmp_path: Path, overrides: list[str]) -> None:
     """Composed, validated and built as ``aigc.run`` does, then what the run monitors checked."""
     cfg, error = compose_or_error(tmp_path, ["logger=none", *overrides])
     assert error is None, error
@@ -326,13 +326,13 @@ def monitors_checked(tmp_path: Path, overrides: list[str]) -> None:
 )
 def test_a_monitor_that_nothing_logs_is_refused_with_what_the_run_logs(tmp_path, overrides, message):
     with pytest.raises(ConfigError) as refused:
-        monitors_checked(tmp_path, overrides)
+        check_monitors_of(tmp_path, overrides)
     assert message in str(refused.value) and "\n" not in str(refused.value)
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_every_family_logs_what_its_objective_and_checkpoints_monitor(tmp_path, model):
-    monitors_checked(tmp_path, model_overrides(model))
+    check_monitors_of(tmp_path, model_overrides(model))
 
 
 @pytest.mark.parametrize(
@@ -346,13 +346,13 @@ def test_every_family_logs_what_its_objective_and_checkpoints_monitor(tmp_path, 
     ids=str,
 )
 def test_a_monitor_that_the_model_or_a_callback_logs_is_accepted(tmp_path, overrides):
-    monitors_checked(tmp_path, overrides)
+    check_monitors_of(tmp_path, overrides)
 
 
 def test_a_model_family_that_declares_no_metrics_is_not_checked(tmp_path, monkeypatch):
     """A new family without ``logged_metrics`` trains as before: nothing to check a monitor against."""
     monkeypatch.delattr(GAN, "logged_metrics")
-    monitors_checked(tmp_path, ["callbacks.model_checkpoint.monitor=val/does_not_exist"])
+    check_monitors_of(tmp_path, ["callbacks.model_checkpoint.monitor=val/does_not_exist"])
 
 
 def test_training_refuses_a_monitor_that_nothing_logs_before_any_run_exists(tmp_path):
