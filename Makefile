@@ -8,7 +8,7 @@ ARGS ?= model=gan data=mnist
 MODEL ?= models:/mnist-gan@champion
 PORT ?= 5001
 
-.PHONY: run serve test lint install clean
+.PHONY: run serve test lint install clean tiny-sd
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,8 @@ lint: install
 
 clean:
 	rm -rf $(VENV) logs mlflow.db mlartifacts
+
+# a tiny random Stable Diffusion pipeline (data/tiny-sd) and 24 captioned scenes (data/tiny-sd-images),
+# standing in offline for a real model and your images: docs/stable-diffusion.md
+tiny-sd: install
+	$(BIN)/python -m tests.helpers.tiny_stable_diffusion data/tiny-sd data/tiny-sd-images

@@ -19,9 +19,7 @@ from torchvision.utils import save_image
 
 from aigc.jobs.console import entry_point, one_line_errors
 from aigc.serving.generator import Generator
-from aigc.serving.registry import download_weights, logged_model, model_of_run
-from aigc.tracking.store.checkpoints import checkpoint_of_run
-from aigc.tracking.store.client import open_store
+from aigc.serving.registry import weights_named
 
 # what only one kind of model takes (null when not given): the other kind refuses it (a prompt is
 # both kinds': a language model continues it, a text-to-image model draws it)
@@ -34,23 +32,8 @@ SAMPLING_OPTIONS = ("sampler", "steps", "guidance")
 
 def load_generator(cfg: DictConfig, folder: str) -> Generator:
     """The model that ``run_id``, ``model_uri`` or ``ckpt_path`` names (exactly one of them)."""
-    given = [key for key in ("run_id", "model_uri", "ckpt_path") if cfg.get(key)]
-    if len(given) != 1:
-        raise ValueError(
-            "say which model to sample, once: run_id=<mlflow run id>, model_uri=<runs:/ or models:/ URI> "
-            f"or ckpt_path=<checkpoint file> (given: {', '.join(given) or 'none'})"
-        )
-    if cfg.ckpt_path:
-        return Generator.from_file(cfg.ckpt_path)
-    client = open_store(cfg.tracking_uri)
-    if cfg.model_uri:
-        model, source = logged_model(client, cfg.model_uri), cfg.model_uri
-    elif cfg.checkpoint == "model":
-        model, source = model_of_run(client, cfg.run_id), f"runs:/{cfg.run_id}/model"
-    else:
-        path = checkpoint_of_run(client, cfg.run_id, cfg.checkpoint, folder)
-        return Generator.from_file(path, f"the {cfg.checkpoint} checkpoint of run {cfg.run_id}")
-    return Generator.from_file(download_weights(model, folder, cfg.tracking_uri), source)
+    path, source = weights_named(cfg, folder, "sample")
+    return Generator.from_file(path, source)
 
 
 def sample(cfg: DictConfig) -> str:

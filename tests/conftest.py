@@ -54,9 +54,26 @@ def tiny_image_folder() -> str:
     return str(folder)
 
 
-# what the tests give for a key that a model's config leaves to the command line (???), by key;
-# data.path: for data=image_folder (data=text is given a file of its own)
-REQUIRED_VALUES = {"model.pretrained": tiny_gpt2, "data.path": tiny_image_folder}
+@functools.cache
+def tiny_stable_diffusion() -> str:
+    """A tiny random SD 1.x-shaped diffusers pipeline folder (model=stable_diffusion), made once per test process."""
+    from tests.helpers.tiny_stable_diffusion import save_tiny_stable_diffusion
+
+    return str(save_tiny_stable_diffusion(Path(tempfile.mkdtemp(prefix="aigc-tests-")) / "tiny-sd"))
+
+
+# what the tests give for a key that a model's config leaves to the command line (???), by key or
+# by (model, key); data.path: for data=image_folder (data=text is given a file of its own)
+REQUIRED_VALUES = {
+    ("stable_diffusion", "model.pretrained"): tiny_stable_diffusion,
+    "model.pretrained": tiny_gpt2,
+    "data.path": tiny_image_folder,
+}
+
+
+def required_value(model: str, key: str):
+    """The function that makes the tests' value of ``key`` for ``model`` (None: the tests have none)."""
+    return REQUIRED_VALUES.get((model, key), REQUIRED_VALUES.get(key))
 
 
 def model_yaml(model: str) -> dict:
@@ -72,9 +89,13 @@ def model_overrides(model: str) -> list[str]:
     """``model=<model>``, data that fits it, and a value for each key its config leaves ??? (one
     the tests don't know fails here, naming the key: give it a value in ``REQUIRED_VALUES``)."""
     required = [f"model.{key}" for key, value in leaves(model_yaml(model)) if value == "???"]
-    unknown = [key for key in required if key not in REQUIRED_VALUES]
+    unknown = [key for key in required if required_value(model, key) is None]
     assert not unknown, f"conf/model/{model}.yaml leaves {unknown} to the command line: add them to REQUIRED_VALUES"
-    return [f"model={model}", f"data={fitting_data(model)}", *(f"{key}={REQUIRED_VALUES[key]()}" for key in required)]
+    return [
+        f"model={model}",
+        f"data={fitting_data(model)}",
+        *(f"{key}={required_value(model, key)()}" for key in required),
+    ]
 
 
 def fitting_data(model: str) -> str:

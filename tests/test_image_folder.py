@@ -15,6 +15,7 @@ from PIL import Image
 import aigc.data.image_folder as image_folder
 from aigc.config.resolvers import class_count
 from aigc.config.validation import ConfigError, validate
+from aigc.data.buckets import BucketBatchDataset, BucketBatches, BucketedImages, blank, bucket_sizes
 from aigc.data.image_folder import ImageFolderDataModule, held_out
 
 
@@ -314,3 +315,176 @@ def test_the_composed_config_reads_the_class_count_from_the_folder(compose_cfg, 
     typed = compose_cfg("data=image_folder", f"data.path={root}", "data.image_shape=[1,32,32]")
     with pytest.raises(ConfigError, match=r"set data.channels and data.resolution only \(image_shape interpolates"):
         validate(typed)
+
+
+def aspect_folder(root: Path) -> Path:
+    """Wide (red), tall (blue) and squarish (green) images of several sizes, each captioned with its kind."""
+    sizes = {
+        "wide": ((80, 40), (90, 50), (70, 42), (100, 56)),
+        "tall": ((40, 80), (50, 90), (42, 70), (56, 100)),
+        "square": ((30, 30), (40, 38), (50, 52)),
+    }
+    colours = {"wide": (250, 0, 0), "tall": (0, 0, 250), "square": (0, 250, 0)}
+    for kind, shapes in sizes.items():
+        for i, size in enumerate(shapes):
+            draw(root / f"{kind}{i}.png", colours[kind], size)
+            (root / f"{kind}{i}.txt").write_text(f"{kind} {i}")
+    return root
+
+
+# (height, width) of each kind's bucket at resolution 256 (buckets 192x320, 256x256, 320x192)
+BUCKET_OF = {"wide": (192, 320), "tall": (320, 192), "square": (256, 256)}
+CHANNEL_OF = {"wide": 0, "square": 1, "tall": 2}
+
+
+def bucketed(root: Path, cache_dir: Path | None = None, batch_size: int = 2, **options) -> ImageFolderDataModule:
+    data = loaded(root, cache_dir, resolution=256, buckets=True, **{"val_fraction": 0.3, **options})
+    data.batch_size = batch_size  # read by the loaders only
+    return data
+
+
+def captions_of(loader, count: int | None = None) -> list[list[str]]:
+    taken = []
+    for batch in loader:
+        taken.append(list(batch[2]))
+        if len(taken) == count:
+            break
+    return taken
+
+
+@pytest.mark.parametrize("resolution", [192, 256, 512, 768, 1024])
+def test_bucket_sizes_are_multiples_of_64_within_the_area_from_1_to_2_to_2_to_1(resolution):
+    sizes = bucket_sizes(resolution)
+    area = resolution**2
+    assert (resolution, resolution) in sizes and sizes == sorted(set(sizes))
+    assert {(height, width) for width, height in sizes} == set(sizes)  # landscapes and portraits alike
+    for width, height in sizes:
+        assert width % 64 == 0 and height % 64 == 0 and width * height <= area and 0.5 <= width / height <= 2
+        assert width * (height + 64) > area or (width + 64) * height > area  # no side could grow within the area
+    if resolution == 512:
+        assert sizes == [(384, 640), (448, 576), (512, 512), (576, 448), (640, 384)]
+
+
+def test_buckets_group_images_by_aspect_ratio_and_each_batch_is_one_bucket(tmp_path, capsys):
+    data = bucketed(aspect_folder(tmp_path / "pics"), batch_size=3)
+    printed = capsys.readouterr().out
+    assert "image_folder buckets (width x height: images): 192x320: 4, 256x256: 3, 320x192: 4" in printed
+    assert data.image_shape == (3, 256, 256)  # what the model draws
+    seen = []
+    for images, labels, captions in data.train_dataloader():
+        kinds = {caption.split()[0] for caption in captions}
+        assert len(kinds) == 1, captions  # one bucket a batch
+        (kind,) = kinds
+        assert tuple(images.shape[2:]) == BUCKET_OF[kind] and images.shape[0] == len(captions) == len(labels)
+        assert (images[:, CHANNEL_OF[kind]] > 0.9).all()
+        seen += captions
+    assert sorted(seen) == sorted(data.captions("train"))  # every training image once an epoch
+    val = [caption for batch in captions_of(data.val_dataloader()) for caption in batch]
+    assert val == data.captions("val")  # in order: by bucket, then by name
+    squares = data.real_images("val")  # the FID reference: square, at the resolution
+    assert squares.dtype == torch.uint8 and tuple(squares.shape) == (len(val), 3, 256, 256)
+    for square, caption in zip(squares, data.captions("val"), strict=True):
+        assert square[CHANNEL_OF[caption.split()[0]], 128, 128] > 240
+
+
+def test_a_bucketed_image_is_resized_to_cover_its_bucket_and_centre_cropped(tmp_path):
+    wide = Image.new("RGB", (120, 40), (255, 0, 0))
+    wide.paste((0, 255, 0), (20, 0, 100, 40))  # a 3:1 image: the 320x192 bucket keeps its middle 5/9
+    wide.save(tmp_path / "wide.png")
+    draw(tmp_path / "square.png", (0, 0, 255), (40, 40))
+    data = bucketed(tmp_path, val_fraction=0.5)
+    batches = list(data.train_dataloader()) + list(data.val_dataloader())
+    by_width = {int(batch[0].shape[-1]): batch[0] for batch in batches}
+    assert set(by_width) == {320, 256} and tuple(by_width[320].shape) == (1, 3, 192, 320)
+    inner = by_width[320][0, :, 2:-2, 2:-2]
+    assert (inner[1] > 0.9).all() and (inner[0] < -0.9).all()  # all green: the red sides were cut off
+    assert (by_width[256][0, 2] > 0.9).all()
+
+
+def test_bucketed_batches_follow_the_seed_and_resume_in_the_middle_of_an_epoch(tmp_path):
+    root = aspect_folder(tmp_path / "pics")
+
+    def seeded(seed: int) -> ImageFolderDataModule:
+        data = bucketed(root, batch_size=2)
+        data.shuffle_seed = seed
+        return data
+
+    whole = captions_of(seeded(7).train_dataloader())
+    assert whole == captions_of(seeded(7).train_dataloader())
+    assert whole != captions_of(seeded(8).train_dataloader())
+    interrupted = seeded(7).train_dataloader()
+    assert captions_of(interrupted, 2) == whole[:2]
+    state = interrupted.state_dict()  # in a checkpoint written after the second step
+    resumed = seeded(7).train_dataloader()
+    resumed.load_state_dict(state)
+    assert captions_of(resumed) == whole[2:]
+
+
+def test_bucket_batches_are_drawn_per_epoch_and_shared_out_among_processes():
+    buckets = np.array([0, 1, 2, 0, 1, 2, 0, 0, 1, 2, 2, 0, 2])
+    everyone = list(range(len(buckets)))
+
+    def sampler(epoch: int = 0, shuffle: bool = True, **sharing) -> BucketBatches:
+        batches = BucketBatches(buckets, 2, shuffle, seed=3, **sharing)
+        batches.begin_epoch(epoch)
+        return batches
+
+    first = sampler().batches()
+    assert all(len({buckets[i] for i in batch}) == 1 for batch in first)
+    assert sorted(sum(first, [])) == everyone and len(sampler()) == len(first) == 8  # 3 short batches kept
+    assert sampler().batches() == first and sampler(epoch=1).batches() != first
+    shares = [sampler(processes=3, rank=rank).batches() for rank in range(3)]
+    assert [len(share) for share in shares] == [3, 3, 3] == [len(sampler(processes=3, rank=r)) for r in range(3)]
+    assert [shares[k % 3][k // 3] for k in range(9)] == first + first[:1]  # dealt out, the first again at the end
+    # evaluation: buckets in order, each process every other image of each bucket, blanks to even out
+    evaluation = [sampler(shuffle=False, processes=2, rank=rank).batches() for rank in range(2)]
+    assert len(evaluation[0]) == len(evaluation[1]) == len(sampler(shuffle=False, processes=2, rank=1))
+    real = sorted(i for share in evaluation for batch in share for i in batch if i >= 0)
+    assert real == everyone
+    assert sampler(shuffle=False).batches() == [[0, 3], [6, 7], [11], [1, 4], [8], [2, 5], [9, 10], [12]]
+    sizes = [(2, 4), (3, 3), (4, 2)]
+    images = BucketedImages.group(
+        [np.full((1, sizes[b][1], sizes[b][0]), i, np.uint8) for i, b in enumerate(buckets)], sizes, 1
+    )
+    dataset = BucketBatchDataset(images, np.arange(len(buckets)), [f"image {i}" for i in everyone])
+    assert evaluation[1] == [[3, 7], [blank(0)], [4, blank(1)], [5, 10], [blank(2)]]
+    padded = evaluation[1][2]
+    pixels, labels, captions = dataset[padded]
+    width, height = sizes[buckets[padded[0]]]
+    assert tuple(pixels.shape[2:]) == (height, width) and labels[-1] == -1 and captions[-1] == ""
+    assert labels[0] == padded[0] == round(pixels[0].max().item() * 127.5 + 127.5)  # the image of its index
+
+
+def test_the_bucketed_cache_keeps_an_array_per_bucket(tmp_path, monkeypatch):
+    root, cache = aspect_folder(tmp_path / "pics"), tmp_path / "cache"
+    decoded = []
+    real_decode = image_folder.decode
+    monkeypatch.setattr(
+        image_folder, "decode", lambda path, *args: decoded.append(path.name) or real_decode(path, *args)
+    )
+    first = bucketed(root, cache)
+    assert len(decoded) == 11
+    (file,) = cache.glob("*.npz")
+    with np.load(file) as stored:
+        assert {name for name in stored.files if name.startswith("images_")} == {
+            "images_192x320",
+            "images_256x256",
+            "images_320x192",
+        }
+    decoded.clear()
+    second = bucketed(root, cache)
+    assert decoded == [] and second.source.digest == first.source.digest
+    assert captions_of(second.train_dataloader()) == captions_of(first.train_dataloader())
+    loaded(root, cache, resolution=256)  # square: a cache of its own
+    assert len(list(cache.glob("*.npz"))) == 2 and len(decoded) == 11
+
+
+def test_buckets_need_a_resolution_that_is_a_multiple_of_64(tmp_path, compose_cfg):
+    root = aspect_folder(tmp_path / "pics")
+    message = refusal(root, resolution=200, buckets=True)
+    assert "data.resolution=200 is not a multiple of 64, which data.buckets=true needs" in message
+    assert "data.resolution=192 or 256" in message
+    cfg = compose_cfg("data=image_folder", f"data.path={root}", "data.resolution=200", "data.buckets=true")
+    with pytest.raises(ConfigError, match="data.resolution=200 is not a multiple of 64"):
+        validate(cfg)
+    assert loaded(root, resolution=200).bucket_sizes is None  # without buckets, any resolution

@@ -1,6 +1,7 @@
-"""Lightning callbacks: sample and reconstruction grids, image and text metrics, label accuracy,
+"""Lightning callbacks: sample and reconstruction grids, image and text metrics, label accuracy, CLIP score,
 loss guards, config snapshots, the float32 matmul precision. None is tied to one logger."""
 
+from aigc.callbacks.clip_score import ClipScore
 from aigc.callbacks.config_snapshot import ConfigSnapshot
 from aigc.callbacks.finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
 from aigc.callbacks.image_metrics import ImageMetrics
@@ -15,6 +16,7 @@ from aigc.callbacks.sample_grid import SampleGrid
 from aigc.callbacks.text_metrics import TextMetrics
 
 __all__ = [
+    "ClipScore",
     "ConfigSnapshot",
     "Float32MatmulPrecision",
     "ImageMetrics",

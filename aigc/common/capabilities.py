@@ -162,10 +162,14 @@ class Traits:
     - ``ddp_find_unused_parameters``: DDP looks for parameters without a gradient after every
       backward pass (``aigc.trainer.distributed``). ``True`` for a model whose backward passes each
       reach only some of its parameters (a GAN's: one net each).
+    - ``trains_on_any_image_size``: it trains on batches of any size (a latent diffusion model's
+      UNet), so aspect-ratio buckets (``data.buckets=true``) may feed it; the others train on
+      ``data.image_shape`` only.
     """
 
     faster_in_bf16_on_cpu: bool = True
     ddp_find_unused_parameters: bool = False
+    trains_on_any_image_size: bool = False
 
 
 def trait(model, name: str) -> bool:

@@ -37,4 +37,4 @@ DATA_NAME, DATA_SOURCE, DATA_DIGEST = "data.name", "data.source", "data.digest"
 DATA_CAPTIONS = "data.captions"  # where a captioned dataset's captions came from (metadata.jsonl, .txt files, grammar)
 # what the image and text metrics were computed with (+ the setting's name): only like is compared with like
 IMAGE_METRICS, TEXT_METRICS = "metrics.images.", "metrics.text."
-PROMPT_METRICS = "metrics.prompts."  # the prompt accuracy's verifier and its prompt set
+PROMPT_METRICS = "metrics.prompts."  # the prompt accuracy's verifier and prompt set, the CLIP score's model

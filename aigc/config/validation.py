@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError, InterpolationToMissingValueError, MissingMandatoryValue
 from pydantic import AfterValidator, ConfigDict, StringConstraints, TypeAdapter, ValidationError
 
-from aigc.common.capabilities import Contract, is_logged, metrics_logged
+from aigc.common.capabilities import Contract, is_logged, metrics_logged, trait
 from aigc.common.errors import first_line
 from aigc.common.stored import locate
 
@@ -356,6 +356,12 @@ def check_trainable(datamodule, model, callbacks: list) -> None:
             model.check_data(datamodule)
         except ValueError as error:
             raise ConfigError(str(error)) from None
+    if getattr(datamodule, "bucket_sizes", None) and not trait(model, "trains_on_any_image_size"):
+        raise ConfigError(
+            f"data.buckets=true batches images of {len(datamodule.bucket_sizes)} sizes, and "
+            f"{type(model).__name__} trains on one (data.image_shape): use data.buckets=false, "
+            "or a model that takes any size (model=stable_diffusion)"
+        )
     for callback in callbacks:
         if isinstance(callback, Contract):
             callback.check(model, datamodule)

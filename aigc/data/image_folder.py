@@ -11,10 +11,15 @@
 - Captions: Hugging Face ``imagefolder``'s ``metadata.jsonl`` (``{"file_name": ..., "text": ...}``
   a line, paths relative to the folder), or a ``.txt`` beside each image (same stem), as LoRA
   trainers read them; ``captions=auto`` takes the first of these that the folder has.
+- Buckets (``buckets=true``, for models that take any size: Stable Diffusion's UNet): each image
+  resized to cover the aspect-ratio bucket nearest its own and centre-cropped to it, a few sizes
+  near ``resolution`` x ``resolution`` with sides multiples of 64, each batch from one bucket
+  (``aigc.data.buckets``); ``real_images`` (the FID reference) stays square.
 - Validation split: the images whose relative path hashes below ``val_fraction``, so adding files
   moves no other image between the splits.
-- Cache: the decoded images, one ``.npz`` per folder and transform under ``cache_dir``, each image
-  kept by its file's path, size and modification time: a changed file is decoded again.
+- Cache: the decoded images, one ``.npz`` per folder and transform under ``cache_dir`` (bucketed:
+  one array per bucket), each image kept by its file's path, size and modification time: a
+  changed file is decoded again.
 
 Anything wrong with the folder is one ``ValueError`` line naming the file and the fix, raised
 when ``setup`` loads it (before any run exists).
@@ -40,6 +45,7 @@ from torchvision.transforms import functional as F
 from aigc.common.class_folders import class_folders
 from aigc.common.constraints import NonNegativeInt, OpenFraction, PositiveInt
 from aigc.common.errors import joined
+from aigc.data.buckets import STEP, BucketedImages, bucket_sizes, nearest_bucket
 from aigc.data.images import ImageDataModule, ImageSplits
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -64,6 +70,7 @@ class ImageFolderDataModule(ImageDataModule):
         num_classes: PositiveInt | None = None,
         captions: Literal["auto", "metadata", "txt", "none"] = "auto",
         flip: bool = False,
+        buckets: bool = False,
         val_fraction: OpenFraction = 0.1,
         skip_unreadable: bool = False,
         cache: bool = True,
@@ -72,12 +79,14 @@ class ImageFolderDataModule(ImageDataModule):
         num_workers: NonNegativeInt = 0,
         fid_metric: str = "val/fid",
     ):
-        self.check_arguments(image_shape=image_shape, resolution=resolution, channels=channels)
+        self.check_arguments(image_shape=image_shape, resolution=resolution, channels=channels, buckets=buckets)
         super().__init__(str(path), image_shape, num_classes, batch_size, num_workers, fid_metric)
         self.path = str(path)
         self.resolution, self.channels = resolution, channels
         self.captions_from = captions
         self.flip = flip
+        # the buckets' (width, height) with buckets=true, else None: square images
+        self.bucket_sizes = bucket_sizes(resolution) if buckets else None
         self.val_fraction = val_fraction
         self.skip_unreadable = skip_unreadable
         self.cache_dir = cache_dir if cache else None
@@ -85,13 +94,22 @@ class ImageFolderDataModule(ImageDataModule):
         self.uncaptioned: list[str] = []
         self.skipped: list[str] = []
         self._restored: dict | None = None  # a checkpoint's state_dict, checked against the folder
+        # after setup: each split's images (relative paths) in order; bucketed data's square images, once asked
+        self._names: dict[str, list[str]] = {}
+        self._squares: dict[str, torch.Tensor] = {}
 
     @staticmethod
-    def check_arguments(image_shape: Sequence[int], resolution: int, channels: int, **_) -> None:
+    def check_arguments(image_shape: Sequence[int], resolution: int, channels: int, buckets: bool = False, **_) -> None:
         if list(image_shape) != [channels, resolution, resolution]:
             raise ValueError(
                 f"image_shape={list(image_shape)} but channels={channels}, resolution={resolution}: "
                 "set data.channels and data.resolution only (image_shape interpolates them)"
+            )
+        if buckets and resolution % STEP:
+            below = max(STEP, resolution // STEP * STEP)
+            raise ValueError(
+                f"data.resolution={resolution} is not a multiple of {STEP}, which data.buckets=true needs "
+                f"(the buckets' sides are): set data.resolution={below} or {below + STEP}, or data.buckets=false"
             )
 
     def setup(self, stage: str | None = None) -> None:
@@ -120,16 +138,38 @@ class ImageFolderDataModule(ImageDataModule):
         splits = {}
         for split, mask in (("train", ~val), ("val", val)):
             chosen = [name for name, v in zip(kept, mask, strict=True) if v]
-            splits[f"{split}_images"] = pixels[mask]
+            self._names[split] = chosen
+            if self.bucket_sizes is None:
+                splits[f"{split}_images"] = pixels[mask]
+            else:
+                images = [image for image, v in zip(pixels, mask, strict=True) if v]
+                splits[f"{split}_images"] = BucketedImages.group(images, self.bucket_sizes, self.channels)
             splits[f"{split}_labels"] = np.array([labels[name] for name in chosen], dtype=np.int64)
             splits[f"{split}_captions"] = None if captions is None else [captions[name] for name in chosen]
         counts = f"{len(kept):,} images ({len(kept) - int(val.sum()):,} train / {int(val.sum()):,} val)"
         labelled = f"{len(class_names)} classes" if class_names else "unlabelled"
         captioned = f"captions from {caption_source}" if caption_source else "no captions"
         print(f"image_folder source: {root}: {counts}, {labelled}, {captioned}")
+        if self.bucket_sizes is not None:
+            buckets = _bucket_counts(splits["train_images"], splits["val_images"])
+            print(f"image_folder buckets (width x height: images): {buckets}")
         return ImageSplits(
             **splits, source="folder", location=str(root), class_names=class_names, caption_source=caption_source
         )
+
+    def real_images(self, split: str = "val") -> torch.Tensor:
+        """The split's images as uint8 (N, C, H, W). Bucketed data's too are square, at ``resolution``
+        (resized on the shorter side and centre-cropped, as without buckets): the size the model
+        draws, so that the FID reference compares like with like. They are decoded from the files
+        when first asked for (not cached on disk) and kept."""
+        if self.bucket_sizes is None:
+            return super().real_images(split)
+        if split not in self._squares:
+            root = Path(self._splits.location)
+            with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
+                squares = list(pool.map(self._square, (root / name for name in self._names[split])))
+            self._squares[split] = torch.from_numpy(np.stack(squares))
+        return self._squares[split]
 
     def state_dict(self) -> dict:
         """What a checkpoint keeps of the data (Lightning stores it under the class name): the
@@ -201,11 +241,17 @@ class ImageFolderDataModule(ImageDataModule):
             )
         return captions, source
 
-    def _pixels(self, root: Path, names: list[str]) -> tuple[np.ndarray, list[str]]:
-        """The decoded images (N, C, H, W) and the names of those that decoded, from the cache where it has them."""
+    def _pixels(self, root: Path, names: list[str]) -> tuple[np.ndarray | list[np.ndarray], list[str]]:
+        """The decoded images (N, C, H, W) and the names of those that decoded, from the cache where it has them;
+        bucketed, a list of images of their buckets' sizes."""
         keys = [file_key(root, name) for name in names]
         cache = self._cache_file(root)
-        cached = read_cache(cache, self.image_shape) if cache else {}
+        if cache is None:
+            cached = {}
+        elif self.bucket_sizes is None:
+            cached = read_cache(cache, self.image_shape)
+        else:
+            cached = read_bucket_cache(cache, self.channels, self.bucket_sizes)
         todo = [name for name, key in zip(names, keys, strict=True) if key not in cached]
         with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:  # PIL decodes without the GIL
             decoded = dict(zip(todo, pool.map(self._decode, (root / name for name in todo)), strict=True))
@@ -225,24 +271,40 @@ class ImageFolderDataModule(ImageDataModule):
             kept_keys.append(key)
         if self.skipped:
             print(f"image_folder: skipped {len(self.skipped)} unreadable files (e.g. {self.skipped[0]})")
+        wrote = any(not isinstance(image, Exception) for image in decoded.values())
+        if self.bucket_sizes is not None:  # images of several sizes: grouped by bucket for each split
+            if cache and wrote:
+                write_bucket_cache(cache, kept_keys, images)
+            return images, kept
         pixels = (
             np.stack(images) if images else np.zeros((0, self.channels, self.resolution, self.resolution), np.uint8)
         )
-        if cache and any(not isinstance(image, Exception) for image in decoded.values()):
+        if cache and wrote:
             write_cache(cache, kept_keys, pixels)
         return pixels, kept
 
     def _decode(self, path: Path) -> np.ndarray | Exception:
         try:
-            return decode(path, self.resolution, self.channels)
+            return decode(path, self.resolution, self.channels, self.bucket_sizes)
         except UNREADABLE as error:
             return error
+
+    def _square(self, path: Path) -> np.ndarray:
+        try:
+            return decode(path, self.resolution, self.channels)
+        except UNREADABLE as error:
+            raise ValueError(
+                f"{path} no longer reads as an image ({joined(error)}), as it did when the data was loaded: "
+                "restore it, or start the run again"
+            ) from None
 
     def _cache_file(self, root: Path) -> Path | None:
         if self.cache_dir is None:
             return None
         folder = hashlib.sha256(str(root).encode()).hexdigest()[:16]
         size = f"{self.channels}x{self.resolution}x{self.resolution}"
+        if self.bucket_sizes is not None:  # the buckets follow from the resolution
+            size = f"{self.channels}x{self.resolution}-buckets{STEP}"
         return Path(self.cache_dir).expanduser() / f"{folder}-{size}-v{CACHE_VERSION}.npz"
 
     def _check_restored(self) -> None:
@@ -331,19 +393,30 @@ def read_metadata(path: Path, names: set[str]) -> dict[str, str]:
     return captions
 
 
-def decode(path: Path, resolution: int, channels: int) -> np.ndarray:
-    """uint8 (C, resolution, resolution): the shorter side resized to ``resolution``, then centre-cropped."""
+def decode(path: Path, resolution: int, channels: int, buckets: list[tuple[int, int]] | None = None) -> np.ndarray:
+    """uint8 (C, resolution, resolution): the shorter side resized to ``resolution``, then centre-cropped.
+    With ``buckets`` ((width, height) each): uint8 (C, height, width) of the bucket whose aspect ratio
+    is nearest the image's, the image resized to cover it, then centre-cropped to it."""
     mode = "L" if channels == 1 else "RGB"
+    # a square this size is covered by what covers any bucket
+    largest = max(max(size) for size in buckets) if buckets else resolution
     with Image.open(path) as image:
         # a JPEG decodes at 1/2 .. 1/8 of its size when that still covers the resolution: a photo's
         # decode is then several times faster
-        image.draft(mode, (resolution, resolution))
+        image.draft(mode, (largest, largest))
         image = ImageOps.exif_transpose(image)  # a camera's rotation, as viewers show the photo
         if image.mode.startswith("I"):  # 16-bit grey: PIL's conversion would clip it at 255
             image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
         image = image.convert(mode)
-    image = F.resize(image, resolution, interpolation=InterpolationMode.BICUBIC, antialias=True)
-    array = np.asarray(F.center_crop(image, resolution))
+    if buckets is None:
+        image = F.resize(image, resolution, interpolation=InterpolationMode.BICUBIC, antialias=True)
+        array = np.asarray(F.center_crop(image, resolution))
+    else:
+        width, height = buckets[nearest_bucket(image.width, image.height, buckets)]
+        scale = max(width / image.width, height / image.height)
+        covering = [round(image.height * scale), round(image.width * scale)]
+        image = F.resize(image, covering, interpolation=InterpolationMode.BICUBIC, antialias=True)
+        array = np.asarray(F.center_crop(image, [height, width]))
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
@@ -384,6 +457,55 @@ def read_cache(path: Path, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
 
 
 def write_cache(path: Path, keys: list[str], images: np.ndarray) -> None:
+    keys_array = np.array(keys)
+    _save(path, keys=keys_array, images=images, digest=np.array(_checksum(keys_array, images)))
+
+
+def read_bucket_cache(path: Path, channels: int, sizes: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+    """A bucketed cache's images by file key (``read_cache`` for images of several sizes): each
+    image's (width, height) in ``sizes``, an array ``images_<width>x<height>`` per bucket holding
+    that bucket's images in the order of ``keys``."""
+    if not path.is_file():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            keys, where, checksum = stored["keys"], stored["sizes"], str(stored["digest"])
+            if where.shape != (len(keys), 2):
+                raise ValueError(f"it holds {len(keys)} keys but sizes of shape {where.shape}")
+            found = sorted({(int(width), int(height)) for width, height in where})
+            groups = {size: stored[f"images_{size[0]}x{size[1]}"] for size in found}
+        for (width, height), images in groups.items():
+            members = int(((where[:, 0] == width) & (where[:, 1] == height)).sum())
+            expected = (members, channels, height, width)
+            if (width, height) not in sizes or images.dtype != np.uint8 or images.shape != expected:
+                raise ValueError(f"it holds {images.dtype} {images.shape} images of a bucket {width}x{height}")
+        if _checksum(keys, where, *groups.values()) != checksum:
+            raise ValueError("its images do not match its checksum")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        print(f"image_folder: the cache {path} is unreadable ({joined(error)}): decoding the images again")
+        return {}
+    rows = dict.fromkeys(groups, 0)
+    cached = {}
+    for key, (width, height) in zip(keys.tolist(), where.tolist(), strict=True):
+        cached[key] = groups[width, height][rows[width, height]]
+        rows[width, height] += 1
+    return cached
+
+
+def write_bucket_cache(path: Path, keys: list[str], images: list[np.ndarray]) -> None:
+    """``images`` of several sizes, as ``read_bucket_cache`` reads them."""
+    keys_array = np.array(keys)
+    where = np.array([(image.shape[2], image.shape[1]) for image in images], dtype=np.int64).reshape(-1, 2)
+    groups = {}
+    for width, height in sorted({(int(width), int(height)) for width, height in where}):
+        groups[f"images_{width}x{height}"] = np.stack(
+            [image for image, (w, h) in zip(images, where, strict=True) if (w, h) == (width, height)]
+        )
+    digest = np.array(_checksum(keys_array, where, *groups.values()))
+    _save(path, keys=keys_array, sizes=where, digest=digest, **groups)
+
+
+def _save(path: Path, **arrays: np.ndarray) -> None:
     """Written whole or not at all (a temporary file renamed): processes that load the same folder
     at once (DDP's) each read a complete cache."""
     temporary = None
@@ -391,8 +513,7 @@ def write_cache(path: Path, keys: list[str], images: np.ndarray) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as file:
             temporary = file.name
-            keys_array = np.array(keys)
-            np.savez(file, keys=keys_array, images=images, digest=np.array(_checksum(keys_array, images)))
+            np.savez(file, **arrays)
         os.replace(temporary, path)
     except OSError as error:  # a cache that can't be written costs the next run time, nothing else
         print(f"image_folder: could not write the cache {path} ({joined(error)}): the next run decodes again")
@@ -400,10 +521,17 @@ def write_cache(path: Path, keys: list[str], images: np.ndarray) -> None:
             Path(temporary).unlink(missing_ok=True)
 
 
-def _checksum(keys: np.ndarray, images: np.ndarray) -> str:
+def _checksum(keys: np.ndarray, *arrays: np.ndarray) -> str:
     digest = hashlib.sha256("\n".join(keys.tolist()).encode())
-    digest.update(np.ascontiguousarray(images).tobytes())
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
+
+
+def _bucket_counts(train: BucketedImages, val: BucketedImages) -> str:
+    """``384x640: 3, 512x512: 40, ...``: how many images (both splits) each bucket holds."""
+    counts = (a + b for a, b in zip(train.counts(), val.counts(), strict=True))
+    return ", ".join(f"{width}x{height}: {count:,}" for (width, height), count in zip(train.sizes, counts, strict=True))
 
 
 def _shown(names: list[str] | None, limit: int = 5) -> str:

@@ -12,7 +12,8 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from aigc.common.constraints import NonNegativeInt, PositiveInt
-from aigc.data.sharding import evaluation_data
+from aigc.data.buckets import BucketBatchDataset, BucketBatches, BucketedImages
+from aigc.data.sharding import evaluation_data, rank_and_world
 from aigc.data.shuffle import EpochLoader, EpochShuffle, next_epoch
 from aigc.data.source import DataSource, digest
 
@@ -20,11 +21,12 @@ from aigc.data.source import DataSource, digest
 @dataclass
 class ImageSplits:
     """uint8 images (N, C, H, W) and int64 labels for the train and validation splits; captions
-    (one per image) for data that has them; class names for data whose labels have names."""
+    (one per image) for data that has them; class names for data whose labels have names. Images
+    of several sizes come by aspect-ratio bucket (``aigc.data.buckets``), and so do their batches."""
 
-    train_images: np.ndarray
+    train_images: np.ndarray | BucketedImages
     train_labels: np.ndarray
-    val_images: np.ndarray
+    val_images: np.ndarray | BucketedImages
     val_labels: np.ndarray
     source: str
     location: str
@@ -83,7 +85,9 @@ class ImageDataModule(LightningDataModule):
         if self._train is not None:
             return
         splits = self.load()
-        if tuple(splits.train_images.shape[1:]) != self.image_shape:
+        # bucketed images have their buckets' sizes (image_shape is then the size the model draws)
+        bucketed = isinstance(splits.train_images, BucketedImages)
+        if not bucketed and tuple(splits.train_images.shape[1:]) != self.image_shape:
             raise ValueError(
                 f"{self.name} images have shape {tuple(splits.train_images.shape[1:])}, "
                 f"but the data config declares image_shape={list(self.image_shape)}"
@@ -97,7 +101,7 @@ class ImageDataModule(LightningDataModule):
             name=self.name,
             source=splits.source,
             location=splits.location,
-            digest=digest(splits.train_images, splits.val_images),
+            digest=digest(*_parts(splits.train_images), *_parts(splits.val_images)),
             num_train=len(splits.train_images),
             num_val=len(splits.val_images),
             captions=splits.caption_source,
@@ -134,18 +138,32 @@ class ImageDataModule(LightningDataModule):
         processes, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         # every process must draw the same order: unseeded ones would not, and take Lightning's seed
         seed = self.shuffle_seed if processes == 1 else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        if isinstance(self._train, BucketBatchDataset):  # the sampler draws whole batches, each from one bucket
+            sampler = BucketBatches(self._train.images.bucket, self.batch_size, True, seed, processes, rank)
+            batching = {"batch_size": None, "sampler": sampler}
+        else:
+            batching = {"batch_size": self.batch_size, "sampler": EpochShuffle(self._train, seed, processes, rank)}
         return EpochLoader(
             self._train,
-            batch_size=self.batch_size,
-            sampler=EpochShuffle(self._train, seed, processes, rank),
+            **batching,
             next_epoch=partial(next_epoch, self),
             generator=torch.Generator().manual_seed(seed),
-            drop_last=True,
+            drop_last=batching["batch_size"] is not None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
 
     def val_dataloader(self) -> DataLoader:
+        if isinstance(self._val, BucketBatchDataset):  # batches from one bucket each, blanks of its size as padding
+            rank, processes = rank_and_world()
+            sampler = BucketBatches(self._val.images.bucket, self.batch_size, False, processes=processes, rank=rank)
+            return DataLoader(
+                self._val,
+                batch_size=None,
+                sampler=sampler,
+                num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0,
+            )
         # a blank image labelled -1 pads the processes' shares under DDP: models score real images only
         blank = (torch.zeros(self.image_shape), torch.tensor(-1), *([""] if self.captioned else []))
         images, sampler = evaluation_data(self._val, blank)
@@ -166,7 +184,13 @@ class ImageDataModule(LightningDataModule):
         )
 
 
-def _to_dataset(images: np.ndarray, labels: np.ndarray, captions: list[str] | None = None) -> Dataset:
+def _parts(images: np.ndarray | BucketedImages) -> list[np.ndarray]:
+    return images.parts() if isinstance(images, BucketedImages) else [images]
+
+
+def _to_dataset(images: np.ndarray | BucketedImages, labels: np.ndarray, captions: list[str] | None = None) -> Dataset:
+    if isinstance(images, BucketedImages):
+        return BucketBatchDataset(images, labels, captions)
     pixels = torch.from_numpy(np.ascontiguousarray(images)).float().div_(127.5).sub_(1.0)
     labelled = TensorDataset(pixels, torch.from_numpy(labels.astype(np.int64)))
     return labelled if captions is None else Captioned(labelled, captions)

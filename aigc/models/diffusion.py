@@ -90,9 +90,7 @@ class Diffusion(LightningModule):
         self.num_classes = num_classes
         self.label_dropout = label_dropout
         self.sampler, self.steps, self.guidance = sampler, steps, guidance
-        self.noise_schedule = DDPMScheduler(
-            num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule, prediction_type=self._diffusers_type
-        )
+        self.noise_schedule = DDPMScheduler(**self.schedule_settings())
         self._training_log = TrainingLog()
 
     @staticmethod
@@ -112,17 +110,41 @@ class Diffusion(LightningModule):
     def _diffusers_type(self) -> str:
         return {"epsilon": "epsilon", "v_prediction": "v_prediction", "flow": "flow_prediction"}[self.prediction]
 
+    def schedule_settings(self) -> dict:
+        """DDPM's noise schedule, as diffusers' schedulers take it (a pretrained model: its own)."""
+        return {
+            "num_train_timesteps": self.num_train_timesteps,
+            "beta_schedule": self.beta_schedule,
+            "prediction_type": self._diffusers_type,
+        }
+
     def configure_optimizers(self):
         return self.optimizer(params=self.parameters())
 
     # --- training ---------------------------------------------------------------------------
 
-    def losses(self, images: torch.Tensor, labels: torch.Tensor | None, generator: torch.Generator | None = None):
+    def losses(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | None,
+        generator: torch.Generator | None = None,
+        noise_offset: float = 0.0,
+        snr_gamma: float | None = None,
+    ):
         """The mean squared error of the net's prediction, for noise and timesteps drawn from
         ``generator`` (a fixed one, on the CPU: validation scores the same way every time, on any
-        device) or else from the device's own stream."""
+        device) or else from the device's own stream.
+
+        Two options of the fine-tuning scripts, for training only (validation's loss stays the plain
+        mean, comparable between runs): ``noise_offset`` adds noise constant over each image and
+        channel, which lets a model learn to change an image's mean brightness (Guttenberg, 2023);
+        ``snr_gamma`` weights each timestep by min(SNR, gamma) / SNR for epsilon (/ (SNR + 1) for
+        v), so that the easy low-noise steps no longer dominate (min-SNR, Hang et al., 2023).
+        """
         n, draw = images.shape[0], _drawn_by(generator, images.device)
         noise = draw(torch.randn, images.shape).to(images.dtype)
+        if noise_offset:
+            noise = noise + noise_offset * draw(torch.randn, (*images.shape[:2], 1, 1)).to(images.dtype)
         if self.prediction == "flow":
             t = draw(torch.rand, (n,)).to(images.dtype)
             sigma = t.view(-1, 1, 1, 1)
@@ -134,7 +156,18 @@ class Diffusion(LightningModule):
             target = (
                 noise if self.prediction == "epsilon" else self.noise_schedule.get_velocity(images, noise, timesteps)
             )
-        return F.mse_loss(self.predict(noisy, timesteps, labels).float(), target.float())
+        prediction = self.predict(noisy, timesteps, labels).float()
+        if snr_gamma is None or self.prediction == "flow":
+            return F.mse_loss(prediction, target.float())
+        per_image = F.mse_loss(prediction, target.float(), reduction="none").mean(dim=tuple(range(1, images.ndim)))
+        return (per_image * self.snr_weights(timesteps, snr_gamma)).mean()
+
+    def snr_weights(self, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+        """min-SNR-gamma's weight of each timestep's loss (Hang et al., 2023), for the prediction type."""
+        alphas = self.noise_schedule.alphas_cumprod.to(timesteps.device)[timesteps]
+        snr = alphas / (1 - alphas)
+        clipped = snr.clamp(max=gamma)
+        return clipped / snr if self.prediction == "epsilon" else clipped / (snr + 1)
 
     def predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, conditioning) -> torch.Tensor:
         """The net's prediction for ``noisy`` at ``timesteps``, given the conditioning (labels here)."""
@@ -191,11 +224,12 @@ class Diffusion(LightningModule):
         self._check_sampling(sampler, steps, guidance)
         labels = drawn_labels(self.num_classes, num_samples, labels, self.device)
         null = None if labels is None else torch.full_like(labels, self.num_classes)
-        return self.draw(num_samples, seed, labels, null, sampler, steps, guidance)
+        return self.draw(num_samples, seed, labels, null, sampler, steps, guidance).clamp(-1, 1)
 
     def draw(self, num_samples: int, seed: int, conditioning, null, sampler: Sampler, steps: int, guidance: float):
-        """The sampling loop: ``num_samples`` images from noise fixed by ``seed``, guided towards
-        ``conditioning`` and away from ``null`` (each one per image, or None: unconditional)."""
+        """The sampling loop: ``num_samples`` images (or latents: ``image_shape``, unclamped) from
+        noise fixed by ``seed``, guided towards ``conditioning`` and away from ``null`` (each one per
+        image, or None: unconditional)."""
         generator = torch.Generator().manual_seed(seed)
         noisy = torch.randn((num_samples, *self.image_shape), generator=generator).to(self.device)
         schedule = self._sampling_schedule(sampler)
@@ -205,7 +239,7 @@ class Diffusion(LightningModule):
             for t in schedule.timesteps:
                 prediction = self.guided(noisy, t, conditioning, guidance, null)
                 noisy = schedule.step(prediction, t, noisy, generator=generator).prev_sample
-        return noisy.clamp(-1, 1)
+        return noisy
 
     def _check_sampling(self, sampler, steps, guidance) -> None:
         """What a request (``aigc.sample``, the MLflow model) asks for, in one line if it can't be done."""
@@ -232,10 +266,9 @@ class Diffusion(LightningModule):
         return unconditional + guidance * (conditional - unconditional)
 
     def _sampling_schedule(self, sampler: Sampler):
-        common = {"num_train_timesteps": self.num_train_timesteps}
         if sampler == "euler":
-            return FlowMatchEulerDiscreteScheduler(**common, shift=1.0)
-        ddpm_family = common | {"beta_schedule": self.beta_schedule, "prediction_type": self._diffusers_type}
+            return FlowMatchEulerDiscreteScheduler(num_train_timesteps=self.num_train_timesteps, shift=1.0)
+        ddpm_family = self.schedule_settings()
         if sampler == "ddpm":
             return DDPMScheduler(**ddpm_family, timestep_spacing="trailing", clip_sample=False)
         if sampler == "ddim":

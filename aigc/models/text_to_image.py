@@ -8,10 +8,21 @@ probability ``prompt_dropout``, which teaches the unconditional prediction that 
 guidance (Ho & Salimans, 2022) contrasts the prompt with. At sampling, guidance pushes away from
 the empty prompt, or from a ``negative_prompt``.
 
+Latent space (Rombach et al., 2022): a net with ``latents`` (a frozen ``AutoencoderKL``,
+``aigc.models.nets.latents``) denoises the images' latents, drawn from the encoder's Gaussian each
+step (its mean for validation, so that ``val/loss`` stays fixed); samples are decoded. With
+``cache_latents`` the encoder's Gaussian of each distinct image and a frozen text encoder's hidden states
+of each distinct caption are computed once: the same draws as without, in less time.
+
+Checkpoints hold what trains: frozen pretrained weights (a VAE, a frozen text encoder, a UNet
+under LoRA adapters) are left out and loaded again from where the net found them.
+
 Batches are the captioned datamodules' ``(images, labels, captions)``: the labels only mark the
 blank padding of evaluation batches under DDP.
 """
 
+import contextlib
+import hashlib
 from collections.abc import Callable, Sequence
 
 import torch
@@ -31,8 +42,15 @@ class TextToImage(Diffusion):
         captions can't train it.
     prompt_dropout: how often a training caption is replaced by the empty prompt.
     negative_prompt: what guidance steers away from unless a request says otherwise ("" : nothing).
+    cache_latents: compute each distinct image's latent distribution and each distinct caption's hidden
+        states once (only what is frozen: a trained text encoder is run every step).
     The rest are the diffusion model's (``aigc.models.diffusion.Diffusion``).
     """
+
+    family = "text_to_image"  # its config's name, in messages
+    # training-loss options of the fine-tuning family (``Diffusion.losses``); plain here
+    noise_offset: float = 0.0
+    snr_gamma: float | None = None
 
     def __init__(
         self,
@@ -48,12 +66,13 @@ class TextToImage(Diffusion):
         sampler: Sampler = "dpm++",
         steps: PositiveInt = 20,
         guidance: NonNegativeFloat = 3.0,
+        cache_latents: bool = False,
     ):
         self.check_arguments(prediction=prediction, sampler=sampler, steps=steps, captions=captions)
         super().__init__(
             net,
             optimizer,
-            image_shape,
+            getattr(net, "latent_shape", image_shape),
             prediction=prediction,
             num_train_timesteps=num_train_timesteps,
             beta_schedule=beta_schedule,
@@ -66,12 +85,18 @@ class TextToImage(Diffusion):
         self.captions = captions
         self.prompt_dropout = prompt_dropout
         self.negative_prompt = negative_prompt
+        self.cache_latents = cache_latents
+        self._latent_cache: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._hidden_cache: dict[str, torch.Tensor] = {}
+        # fixed now: what requires_grad says later may be a copy's (an EMA average's) or a toggle's
+        self._frozen = frozenset(name for name, weight in self.named_parameters() if not weight.requires_grad)
+        self.register_load_state_dict_post_hook(_frozen_weights_not_missing)
 
-    @staticmethod
-    def check_arguments(prediction: str, sampler: str, steps: int, captions: str | None = None, **_) -> None:
+    @classmethod
+    def check_arguments(cls, prediction: str, sampler: str, steps: int, captions: str | None = None, **_) -> None:
         Diffusion.check_arguments(prediction=prediction, sampler=sampler, steps=steps)
         if captions in (None, "none"):
-            raise ValueError("model=text_to_image learns from captions, and this data has none: use captioned data")
+            raise ValueError(f"model={cls.family} learns from captions, and this data has none: use captioned data")
 
     def check_data(self, datamodule) -> None:
         """Before a run exists: every training image has a caption, and every caption fits the text encoder."""
@@ -79,7 +104,7 @@ class TextToImage(Diffusion):
             missing = getattr(datamodule, "uncaptioned", None)
             which = f" ({missing[0]} has none)" if missing else ""
             raise ValueError(
-                f"model=text_to_image learns from captions, and {datamodule.name} serves none{which}: add a "
+                f"model={self.family} learns from captions, and {datamodule.name} serves none{which}: add a "
                 "metadata.jsonl (file_name, text) or a .txt beside each image"
             )
         self.check_prompts(sorted(set(datamodule.captions("train")) | set(datamodule.captions("val"))))
@@ -95,11 +120,49 @@ class TextToImage(Diffusion):
 
     def encode(self, prompts: Sequence[str]) -> torch.Tensor:
         """The prompts' hidden states, which the UNet attends to."""
-        return self.net.encode(self.net.tokenize(prompts))
+        if not self.cache_latents or self.net.trains_text_encoder:
+            return self.net.encode(self.net.tokenize(prompts))
+        new = sorted(set(prompts) - set(self._hidden_cache))
+        if new:
+            with _for_training():
+                self._hidden_cache.update(zip(new, self.net.encode(self.net.tokenize(new)), strict=True))
+        return torch.stack([self._hidden_cache[prompt] for prompt in prompts])
+
+    def to_latents(self, images: torch.Tensor, drawn: bool = True) -> torch.Tensor:
+        """What the UNet denoises: the images, or latents drawn from the encoder's Gaussian of
+        each (``drawn=False``: its mean)."""
+        if getattr(self.net, "latents", None) is None:
+            return images
+        mean, std = self._latent_distribution(images)
+        if not drawn:
+            return mean
+        # (randn_like would follow the strides of the encoder's output: other draws than a cached copy's)
+        return mean + std * torch.randn(std.shape, device=std.device, dtype=std.dtype)
+
+    def _latent_distribution(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.cache_latents:
+            return self.net.latents.distribution(images)
+        keys = [hashlib.blake2b(image.cpu().numpy().tobytes(), digest_size=16).digest() for image in images]
+        new = [index for index, key in enumerate(keys) if key not in self._latent_cache]
+        if new:
+            with _for_training():
+                mean, std = self.net.latents.distribution(images[new].clone())
+            for index, row in enumerate(new):
+                self._latent_cache[keys[row]] = (mean[index], std[index])
+        mean, std = zip(*(self._latent_cache[key] for key in keys), strict=True)
+        return torch.stack(mean), torch.stack(std)
+
+    def from_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents if getattr(self.net, "latents", None) is None else self.net.latents.decode(latents)
 
     def training_step(self, batch, batch_idx):
         images, captions = batch[0], batch[2]
-        loss = self.losses(images, self.encode(self.drop_prompts(captions)))
+        loss = self.losses(
+            self.to_latents(images),
+            self.encode(self.drop_prompts(captions)),
+            noise_offset=self.noise_offset,
+            snr_gamma=self.snr_gamma,
+        )
         self._training_log.step(self, {"train/loss": loss}, images.shape[0])
         return loss
 
@@ -115,8 +178,18 @@ class TextToImage(Diffusion):
             return
         captions = [caption for caption, kept in zip(batch[2], real, strict=True) if kept]
         # noise and timesteps fixed by the batch: the score depends on the weights only
-        loss = self.losses(images, self.encode(captions), torch.Generator().manual_seed(batch_idx))
+        latents = self.to_latents(images, drawn=False)
+        loss = self.losses(latents, self.encode(captions), torch.Generator().manual_seed(batch_idx))
         self.log(f"{stage}/loss", loss, batch_size=images.shape[0], sync_dist=True)
+
+    # --- checkpoints ------------------------------------------------------------------------
+
+    def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
+        """Every weight but the frozen pretrained ones, which the net loads from where it found them."""
+        state = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
+        for name in self._frozen:
+            state.pop(prefix + name, None)
+        return state
 
     # --- sampling -------------------------------------------------------------------------
 
@@ -142,7 +215,8 @@ class TextToImage(Diffusion):
         if not any(prompts):
             guidance = 1.0  # the empty prompt against itself: one pass a step gives the same images
         conditioning, null = self.encode(prompts), self.encode(negative)
-        return self.draw(num_samples, seed, conditioning, null, sampler, steps, guidance)
+        drawn = self.draw(num_samples, seed, conditioning, null, sampler, steps, guidance)
+        return self.from_latents(drawn).clamp(-1, 1)
 
 
 def drawn_prompts(prompts: str | Sequence[str] | None, num_samples: int) -> list[str]:
@@ -153,3 +227,19 @@ def drawn_prompts(prompts: str | Sequence[str] | None, num_samples: int) -> list
     if len(prompts) != num_samples or not all(isinstance(prompt, str) for prompt in prompts):
         raise ValueError(f"give one prompt for all {num_samples} images, or one each (got {len(prompts)})")
     return prompts
+
+
+@contextlib.contextmanager
+def _for_training():
+    """What a cache computes, in validation too (Lightning's inference mode): tensors that training
+    may use (an inference-mode tensor can't be saved for a backward pass)."""
+    with torch.inference_mode(False), torch.no_grad():
+        yield
+
+
+def _frozen_weights_not_missing(model: TextToImage, incompatible) -> None:
+    """A checkpoint without the frozen weights (``state_dict``) loads strictly: they are not missing.
+    (A hook, not ``load_state_dict``: it also serves a copy inside another module, an EMA average's.)"""
+    incompatible.missing_keys[:] = [
+        key for key in incompatible.missing_keys if not any(key.endswith(name) for name in model._frozen)
+    ]

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
 
 from aigc.common.capabilities import ConditionedOnText, GeneratesImages, GeneratesText
+from aigc.common.errors import first_line
+from aigc.common.hub import PretrainedUnavailable
 from aigc.common.stored import CONFIG_KEY, RUN_KEY, instantiate_stored, read_checkpoint
 from aigc.data.text import TextDataModule
 from aigc.data.tokenizers import load_tokenizer
@@ -42,7 +45,13 @@ class Generator:
         """From a checkpoint already read as untrusted input (``read_checkpoint``)."""
         if CONFIG_KEY not in checkpoint or "state_dict" not in checkpoint:
             raise ValueError(f"{where} holds no model config and weights: it is not an aigc checkpoint")
-        model = instantiate_stored(checkpoint[CONFIG_KEY]["model"], f"{where}: model", _convert_="all")
+        try:
+            model = instantiate_stored(checkpoint[CONFIG_KEY]["model"], f"{where}: model", _convert_="all")
+        except InstantiationException as error:  # Hydra's wrapper: the cause is the one line to say
+            cause = error.__cause__ or error
+            if isinstance(cause, PretrainedUnavailable):  # a model that keeps only what it trained
+                raise ValueError(f"{where} draws with a base it does not hold: {first_line(cause)}") from None
+            raise ValueError(f"{where}: {first_line(cause)}") from None
         tokenizer = None
         if isinstance(model, GeneratesText):
             state = checkpoint.get(TOKENIZER_KEY, {})
@@ -185,3 +194,15 @@ def data_facts(checkpoint: dict) -> dict:
         if isinstance(state, dict) and any(key in state for key in DATA_FACTS):
             return {key: state[key] for key in DATA_FACTS if state.get(key) is not None}
     return {}
+
+
+def model_card(checkpoint: dict) -> dict[str, str]:
+    """What a fine-tuned model's card says: the base it was fine-tuned from (``model.pretrained``)
+    and what its weights hold (``model.holds``: ``adapters``, LoRA's only, which draw with that base
+    loaded again; or ``weights``)."""
+    config = checkpoint.get(CONFIG_KEY, {}).get("model", {})
+    if not config.get("pretrained"):
+        return {}
+    keys = list(checkpoint["state_dict"])
+    adapters = bool(keys) and all(".lora_A." in key or ".lora_B." in key for key in keys)
+    return {"model.pretrained": str(config["pretrained"]), "model.holds": "adapters" if adapters else "weights"}

@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 from mlflow.models import Model
 
-from aigc.serving.generator import data_facts
+from aigc.serving.generator import data_facts, model_card
 from aigc.serving.pyfunc import save_pyfunc
 from aigc.serving.registry import MODEL_NAME, run_models
 
@@ -32,8 +32,10 @@ def log_run_model(client: MlflowClient, run_id: str, checkpoint: dict, source: s
     except BaseException:
         client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
         raise
-    if facts := data_facts(checkpoint):  # the model's card: where its captions came from, its classes' names
-        client.set_logged_model_tags(logged.model_id, {f"data.{key}": str(value) for key, value in facts.items()})
+    # the model's card: where its captions came from, its classes' names, the base it was fine-tuned from
+    card = {f"data.{key}": str(value) for key, value in data_facts(checkpoint).items()} | model_card(checkpoint)
+    if card:
+        client.set_logged_model_tags(logged.model_id, card)
     client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step)])
     for earlier in run_models(client, run_id, experiment_id):

@@ -2,7 +2,8 @@
 ``mlflow models serve`` load.
 
 The model folder holds ``artifacts/weights.pt`` (``aigc.serving.generator.slim``: weights, config,
-tokenizer) and a signature with an input example. Rows say what to generate, params how
+tokenizer) and a signature with an input example; a fine-tuned Stable Diffusion model's also its
+LoRA adapters as diffusers' and kohya's files (``aigc.serving.adapters``). Rows say what to generate, params how
 (MLflow's inference params: one value per request, with defaults):
 
 - image models: rows of ``num_samples`` and, for a class-conditional model, an optional
@@ -31,6 +32,8 @@ import torch
 from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
+from aigc.common.stored import CONFIG_KEY
+from aigc.serving.adapters import DIFFUSERS_FILE, KOHYA_FILE, adapters, write_adapters
 from aigc.serving.generator import Generator, slim
 
 WEIGHTS = "weights"  # the artifact's name; its file is artifacts/weights.pt in the model folder
@@ -140,10 +143,15 @@ def save_pyfunc(checkpoint: dict, folder: Path, mlflow_model=None) -> Path:
         kept = slim(checkpoint)
         torch.save(kept, weights)
         signature, example = signature_and_example(Generator.from_checkpoint(kept, "the run's weights"))
+        artifacts = {WEIGHTS: str(weights)}
+        if "unet" in adapters(kept["state_dict"]):  # LoRA adapters: also as the files diffusers and A1111 load
+            config = kept[CONFIG_KEY]["model"]
+            for form, name in (("diffusers", DIFFUSERS_FILE), ("kohya", KOHYA_FILE)):
+                artifacts[f"lora_{form}"] = str(write_adapters(kept["state_dict"], config, form, Path(staging) / name))
         mlflow.pyfunc.save_model(
             folder,
             python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-            artifacts={WEIGHTS: str(weights)},
+            artifacts=artifacts,
             signature=signature,
             input_example=example,
             pip_requirements=requirements(),

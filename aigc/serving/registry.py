@@ -12,7 +12,8 @@ from mlflow.entities import LoggedModel, LoggedModelStatus
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from aigc.tracking.store.client import stored_run
+from aigc.tracking.store.checkpoints import checkpoint_of_run
+from aigc.tracking.store.client import open_store, stored_run
 
 MODEL_NAME = "model"
 WEIGHTS_FILE = "artifacts/weights.pt"  # in a model's folder (aigc.serving.pyfunc)
@@ -104,3 +105,26 @@ def _existing(read, missing: str):
         if error.error_code == "RESOURCE_DOES_NOT_EXIST":
             raise LookupError(missing) from None
         raise
+
+
+def weights_named(cfg, folder: str, purpose: str) -> tuple[Path, str]:
+    """The weights file that a command's ``run_id`` (its MLflow model, or its ``checkpoint``:
+    last, best), ``model_uri`` or ``ckpt_path`` names (exactly one of them), fetched into
+    ``folder``, and how to name it in messages."""
+    given = [key for key in ("run_id", "model_uri", "ckpt_path") if cfg.get(key)]
+    if len(given) != 1:
+        raise ValueError(
+            f"say which model to {purpose}, once: run_id=<mlflow run id>, model_uri=<runs:/ or models:/ URI> "
+            f"or ckpt_path=<checkpoint file> (given: {', '.join(given) or 'none'})"
+        )
+    if cfg.ckpt_path:
+        return Path(cfg.ckpt_path), str(cfg.ckpt_path)
+    client = open_store(cfg.tracking_uri)
+    if cfg.model_uri:
+        model, source = logged_model(client, cfg.model_uri), cfg.model_uri
+    elif cfg.checkpoint == "model":
+        model, source = model_of_run(client, cfg.run_id), f"runs:/{cfg.run_id}/model"
+    else:
+        path = checkpoint_of_run(client, cfg.run_id, cfg.checkpoint, folder)
+        return Path(path), f"the {cfg.checkpoint} checkpoint of run {cfg.run_id}"
+    return download_weights(model, folder, cfg.tracking_uri), source

@@ -22,6 +22,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from aigc.common.constraints import PositiveInt
 from aigc.common.hub import load_pretrained
+from aigc.models.nets.latents import Latents
 from aigc.models.nets.prompts import clip_tokenizer, token_ids
 
 
@@ -37,6 +38,8 @@ class PromptUNet(nn.Module):
     context_length: the tokens it reads, start and end included (CLIP's is 77).
     pretrained_text_encoder: a hub name or folder to load a frozen CLIPTextModel (and its
         tokenizer) from instead; the sizes above are then its own.
+    autoencoder: a hub name or folder of a pretrained ``AutoencoderKL`` (a Stable Diffusion
+        folder's ``vae/`` included): the UNet then denoises its latents (``latents``), not pixels.
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class PromptUNet(nn.Module):
         text_heads: PositiveInt = 4,
         context_length: PositiveInt = 24,
         pretrained_text_encoder: str | None = None,
+        autoencoder: str | None = None,
     ):
         super().__init__()
         self.check_arguments(
@@ -64,7 +68,13 @@ class PromptUNet(nn.Module):
             text_heads=text_heads,
             context_length=context_length,
         )
-        image_channels, height, width = (int(side) for side in image_shape)
+        self.latents = None if autoencoder is None else Latents.pretrained(autoencoder, "model.net.autoencoder")
+        self.latent_shape = tuple(image_shape) if self.latents is None else self.latents.shape(image_shape)
+        if self.latents is not None:
+            self.check_arguments(
+                self.latent_shape, channels, cross_attention, attention_heads, norm_groups, text_width, text_heads, 3
+            )
+        image_channels, height, width = self.latent_shape
         if pretrained_text_encoder is None:
             self.tokenizer = clip_tokenizer()
             self.text_encoder = CLIPTextModel(
