@@ -29,7 +29,7 @@ def export(cfg: DictConfig) -> str:
         written = write_adapters(checkpoint["state_dict"], model_config, cfg.format, out)
     except ValueError as error:
         raise ValueError(f"{source}: {error}") from None
-    return f"Wrote the LoRA adapters of {source} in {cfg.format}'s format to {written}"
+    return f"Wrote the LoRA adapters of {source} in the {cfg.format} format to {written}"
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")

@@ -240,6 +240,39 @@ def test_every_override_set_is_accepted_and_builds_or_is_refused_in_one_line(tmp
         ),
         (["model=diffusion", "data.num_classes=0"], "data.num_classes=0: input should be greater than 0"),
         (
+            ["model=stable_diffusion", "data=shapes", "model.pretrained=x", "model.snr_gamma=0"],
+            "model.snr_gamma=0: input should be greater than 0",
+        ),
+        (
+            ["model=stable_diffusion", "data=shapes", "model.pretrained=x", "model.peft=qlora"],
+            "model.peft='qlora': input should be 'lora' or 'none'",
+        ),
+        (
+            [
+                "model=stable_diffusion",
+                "data=shapes",
+                "model.pretrained=x",
+                "model.peft=none",
+                "model.text_encoder_lora=true",
+            ],
+            "model: model.text_encoder_lora=true needs model.peft=lora",
+        ),
+        (
+            ["model=stable_diffusion", "data=mnist", "model.pretrained=x"],
+            "model=stable_diffusion needs data.captions (model.captions), which data=mnist does not have",
+        ),
+        (
+            [
+                "model=stable_diffusion",
+                "data=image_folder",
+                "data.path=x",
+                "model.pretrained=x",
+                "data.resolution=100",
+                "data.buckets=true",
+            ],
+            "data.resolution=100 is not a multiple of 64",
+        ),
+        (
             ["model.optimizer_g._target_=os.getcwd"],
             "model.optimizer_g._target_='os.getcwd' is a builtin_function_or_method, not a class",
         ),
