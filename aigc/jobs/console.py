@@ -38,6 +38,7 @@ QUIET_LOGGERS = {
     "mlflow.system_metrics": "system metrics monitoring starts and stops (the metrics are in the run)",
     "mlflow.store.db.utils": "a new SQLite store creates its tables",
     "mlflow.pyfunc": "the run's model is checked against its input example",
+    "httpx": "aigc.play's page checks that it started (Gradio's requests to itself)",
 }
 
 # Hydra's words for a mismatch of groups, and what the user can do about it

@@ -57,6 +57,8 @@ class Diffusion(LightningModule):
 
     # what it logs while fitting (what may be monitored: aigc.common.capabilities); its callbacks declare theirs
     logged_metrics = (*TrainingLog.names("train/loss"), "val/loss")
+    # called after every sampling step with (steps done, steps), where set (aigc.play's progress bar)
+    progress: Callable[[int, int], None] | None = None
 
     def __init__(
         self,
@@ -236,9 +238,11 @@ class Diffusion(LightningModule):
         schedule.set_timesteps(steps)
         noisy = noisy * getattr(schedule, "init_noise_sigma", 1.0)  # (flow schedules start at sigma 1)
         with evaluating(self.net):
-            for t in schedule.timesteps:
+            for done, t in enumerate(schedule.timesteps, start=1):
                 prediction = self.guided(noisy, t, conditioning, guidance, null)
                 noisy = schedule.step(prediction, t, noisy, generator=generator).prev_sample
+                if self.progress is not None:
+                    self.progress(done, len(schedule.timesteps))
         return noisy
 
     def _check_sampling(self, sampler, steps, guidance) -> None:

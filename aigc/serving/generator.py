@@ -28,12 +28,15 @@ DATA_FACTS = ("class_names", "caption_source")
 class Generator:
     """``kind`` is ``"images"`` or ``"text"``; ``images(...)`` or ``text(...)`` generate."""
 
-    def __init__(self, model, tokenizer=None, source: str = "", class_names: list[str] | None = None):
+    def __init__(
+        self, model, tokenizer=None, source: str = "", class_names: list[str] | None = None, run_id: str | None = None
+    ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.source = source
         self.kind = "text" if tokenizer is not None else "images"
         self.class_names = class_names
+        self.run_id = run_id  # the MLflow run that trained it, where the file says
 
     @classmethod
     def from_file(cls, path: str | Path, source: str | None = None) -> "Generator":
@@ -62,7 +65,8 @@ class Generator:
         elif not isinstance(model, GeneratesImages):
             raise ValueError(f"{where}: {type(model).__name__} generates neither images nor text")
         model.load_state_dict(checkpoint["state_dict"])
-        return cls(model, tokenizer, where, data_facts(checkpoint).get("class_names"))
+        run_id = checkpoint.get(RUN_KEY)
+        return cls(model, tokenizer, where, data_facts(checkpoint).get("class_names"), str(run_id) if run_id else None)
 
     @property
     def num_classes(self) -> int | None:
