@@ -32,6 +32,8 @@ DEPENDENCY_WARNINGS = [
     # the summary's size column assumes 32-bit parameters under bf16-mixed (their storage is float32)
     ("Lightning's model summary under bf16-mixed", r"Precision bf16-mixed is not supported by the model summary"),
     ("torchdata's loader calls a torch API torch deprecated", r"'set_vital' is deprecated"),
+    # a fine-tuned model's frozen pretrained parts (a VAE, a text encoder) are in eval mode on purpose
+    ("Lightning's note on modules in eval mode", r"Found \d+ module\(s\) in eval mode at the start of training"),
 ]
 # loggers whose INFO lines are dropped (their warnings and errors still show), and what those lines say
 QUIET_LOGGERS = {
@@ -69,6 +71,12 @@ def quiet_libraries() -> None:
         warnings.filterwarnings("ignore", message=message)
     logging.getLogger("lightning").propagate = False
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # small files: no progress bars
+    # transformers' and diffusers' bars while a pretrained model loads: huggingface_hub's switch, read
+    # when they are imported, and their own where a command imported them already
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for library in ("transformers", "diffusers"):
+        if library in sys.modules:
+            sys.modules[library].utils.logging.disable_progress_bar()
 
 
 def entry_point(main: Callable[[], object]) -> None:
