@@ -15,7 +15,8 @@ from aigc.jobs.training import train
 from aigc.serving.generator import Generator
 from tests.conftest import all_runs, client_for, composed, tiny_stable_diffusion
 
-pytestmark = pytest.mark.slow
+# both tests read the one fine-tuned run: one worker makes it (--dist loadgroup), not each
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fine_tuned")]
 
 
 def tiny(*overrides: str) -> tuple[str, ...]:
