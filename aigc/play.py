@@ -9,7 +9,9 @@ The models are read from their weights alone (``aigc.serving.generator``): no co
 The page is ``aigc.serving.page``.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -47,7 +49,8 @@ def play(cfg: DictConfig, block: bool = True):
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry
     credentials = sign_in(cfg.auth)
     client = open_store(cfg.tracking_uri)
-    folder = Path(tempfile.mkdtemp(prefix="aigc-play-"))
+    folder = Path(tempfile.mkdtemp(prefix="aigc-play-"))  # the weights fetched and the images drawn
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     columns = []
     for named in models_named(cfg):
         request = OmegaConf.create({**named, "checkpoint": cfg.checkpoint, "tracking_uri": cfg.tracking_uri})

@@ -255,3 +255,12 @@ def interrupt_when(process: subprocess.Popen, folder: Path, ready, signum: int, 
         return process.communicate(timeout=120)[0]
     finally:
         process.kill()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first, each in its place among them. ``pytest -n 2 --dist loadgroup`` hands
+    tests out in this order, and files are collected alphabetically: the end-to-end runs of the last
+    files (sweeps, tracking faults) started last, and a worker could be left running them for
+    minutes while the other had nothing to do. Started first, they are followed by hundreds of
+    short tests, which even out the ends of the two workers."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

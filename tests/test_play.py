@@ -16,8 +16,9 @@ import pytest
 from PIL import Image
 
 from aigc.jobs.training import train
+from aigc.play import play
 from aigc.sample import sample
-from tests.conftest import all_runs, client_for, composed, user_env
+from tests.conftest import all_runs, client_for, composed, only_run, user_env
 from tests.servers import free_port
 from tests.test_mlflow_ui import CHROMIUM, CHROMIUM_ARGS
 
@@ -146,3 +147,35 @@ def test_the_page_draws_what_aigc_sample_draws_side_by_side_keeps_it_and_refuses
     assert np.array_equal(again, drawn[0])  # guidance 1 is the model's default: the same drawing
     kept = {Path(artifact.path).suffix for artifact in client.list_artifacts(run_ids[0], "play")}
     assert kept == {".png", ".json"}
+
+
+def test_a_language_models_page_continues_a_typed_prompt_as_aigc_sample_does(tmp_path):
+    browser_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    with composed("train", tmp_path, "model=lstm", "data=pydocs", "debug=fast") as cfg:
+        train(cfg)
+    run_id = only_run(client_for(tmp_path)).info.run_id
+    asked = {"max_new_tokens": "20", "temperature": "0"}
+    with composed("sample", tmp_path, f"run_id={run_id}", "prompt=The", *(f"{k}={v}" for k, v in asked.items())) as cfg:
+        expected = sample(cfg)
+    with composed("play", tmp_path, f"run_id={run_id}", f"port={free_port()}") as cfg:
+        served = play(cfg, block=False)  # the command's page, served from this process
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+            page = browser.new_page()
+            page.set_default_timeout(60_000)
+            try:
+                page.goto(served.local_url)
+                page.get_by_label("prompt").fill("The")
+                for name, value in asked.items():
+                    page.get_by_label(name).fill(value)
+                page.get_by_role("button", name="Generate").click()
+                text = page.locator("#output-0 textarea")
+                expect(text).not_to_have_value("")
+                assert text.input_value() == expected and expected.startswith("The") and len(expected) > len("The")
+            finally:
+                browser.close()
+    finally:
+        served.close()

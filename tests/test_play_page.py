@@ -29,6 +29,7 @@ def test_the_controls_are_the_models_own(column):
     assert list(fields) == ["label", "num_samples", "seed", "sampler", "steps", "guidance"]
     assert fields["label"].choices[1:] == [f"digit {d}" for d in range(10)]  # by name, where the data named them
     assert fields["steps"].default == 3 and fields["steps"].integer and not fields["guidance"].integer
+    assert fields["sampler"].choices == ["ddpm", "ddim", "dpm++"]  # those that sample its prediction, in a list
 
 
 def test_a_request_too_large_is_refused_with_the_limit_named_and_progress_counts_every_step(column, tmp_path):

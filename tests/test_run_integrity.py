@@ -35,6 +35,10 @@ class Payload:
         return (Path.write_text, (self.marker, "pwned"))
 
 
+# the tests on two_runs share one worker, so its two runs are made once (--dist loadgroup), not on each
+SAME_SECOND = pytest.mark.xdist_group("two_runs")
+
+
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory) -> dict:
     """Two VAE runs started at the same moment into the same folder name (what two commands
@@ -62,6 +66,7 @@ def two_runs(tmp_path_factory) -> dict:
 
 
 @pytest.mark.slow
+@SAME_SECOND
 def test_runs_started_at_once_get_two_folders_and_their_own_last_artifacts(two_runs, tmp_path):
     client, runs = two_runs["client"], two_runs["runs"]
     assert len(runs) == 2 and all(run.info.status == "FINISHED" for run in runs)
@@ -91,6 +96,7 @@ def test_the_default_run_folder_is_created_exclusively_but_shared_by_a_slurm_ste
 
 
 @pytest.mark.slow
+@SAME_SECOND
 def test_an_env_secret_never_reaches_the_store_the_artifacts_or_the_checkpoints(two_runs):
     files = [path for path in two_runs["folder"].rglob("*") if path.is_file()]
     assert any(path.suffix == ".ckpt" for path in files) and any(path.name == "mlflow.db" for path in files)
@@ -109,6 +115,7 @@ def train_here(folder: Path, *overrides: str) -> None:
 
 
 @pytest.mark.slow
+@SAME_SECOND
 def test_a_command_given_a_folder_that_holds_another_runs_checkpoints_is_refused_before_a_run_exists(two_runs):
     taken = Path(two_runs["runs"][0].data.tags["aigc.checkpoints"]).parent
     with pytest.raises(FileExistsError, match=f"the checkpoint folder {taken}/checkpoints exists: another run"):
@@ -117,6 +124,7 @@ def test_a_command_given_a_folder_that_holds_another_runs_checkpoints_is_refused
 
 
 @pytest.mark.slow
+@SAME_SECOND
 def test_resume_refuses_checkpoints_that_another_run_wrote(two_runs, capsys):
     first, second = two_runs["runs"]
     client = two_runs["client"]
@@ -165,6 +173,7 @@ def test_a_checkpoint_that_does_not_fit_on_the_disk_leaves_the_previous_one_whol
 
 
 @pytest.mark.slow
+@SAME_SECOND
 def test_resume_skips_a_last_ckpt_truncated_by_a_full_disk(two_runs, small_disk, capsys):
     run = two_runs["runs"][1]
     folder = Path(run.data.tags["aigc.checkpoints"])
@@ -280,6 +289,7 @@ def test_read_checkpoint_says_what_is_wrong_with_a_file(tmp_path):
 
 
 @pytest.mark.slow
+@SAME_SECOND
 def test_errors_name_the_file_and_what_is_wrong(two_runs, tmp_path):
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(os.urandom(4096))

@@ -8,7 +8,8 @@ import torch
 
 from tests.conftest import client_for, only_run, run_aigc
 
-pytestmark = pytest.mark.slow
+# every test reads the one GAN run: one worker makes it (--dist loadgroup), not each
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("finished_gan_run")]
 
 
 @pytest.fixture(scope="module")

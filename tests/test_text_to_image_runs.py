@@ -33,6 +33,10 @@ TINY = (
 )
 
 
+# the tests on the shapes run share one worker, so it trains once (--dist loadgroup), not on each
+ON_THE_SHAPES_RUN = pytest.mark.xdist_group("shapes_run")
+
+
 @pytest.fixture(scope="module")
 def shapes_run(tmp_path_factory) -> tuple[Path, str]:
     folder = tmp_path_factory.mktemp("text_to_image")
@@ -42,6 +46,7 @@ def shapes_run(tmp_path_factory) -> tuple[Path, str]:
     return folder, run.info.run_id
 
 
+@ON_THE_SHAPES_RUN
 def test_a_shapes_run_records_its_prompt_accuracy_by_category_and_a_grid_per_category(shapes_run):
     folder, run_id = shapes_run
     run = client_for(folder).get_run(run_id)
@@ -56,6 +61,7 @@ def test_a_shapes_run_records_its_prompt_accuracy_by_category_and_a_grid_per_cat
         assert any(Path(path).name.startswith(f"{key}+step+") for path in images), key
 
 
+@ON_THE_SHAPES_RUN
 def test_a_typed_prompt_is_drawn_by_aigc_sample_as_by_the_mlflow_model(shapes_run, tmp_path):
     folder, run_id = shapes_run
     store = f"sqlite:///{folder}/mlflow.db"
@@ -74,6 +80,7 @@ def test_a_typed_prompt_is_drawn_by_aigc_sample_as_by_the_mlflow_model(shapes_ru
     assert not np.array_equal(steered, served)
 
 
+@ON_THE_SHAPES_RUN
 def test_the_compare_report_shows_prompt_accuracy_by_category_and_the_grids_side_by_side(shapes_run):
     folder, run_id = shapes_run
     with composed("compare", folder, "experiment_name=text_to_image-shapes") as cfg:

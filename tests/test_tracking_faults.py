@@ -16,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import RunTag
 
-from aigc import runs
+from aigc import runs, sync
 from aigc.common.tags import HEARTBEAT as HEARTBEAT_TAG
 from aigc.jobs.training import train
 from aigc.tracking.store.liveness import lost, reap
@@ -65,11 +65,12 @@ def steps(client: MlflowClient, run_id: str, key: str) -> list[int]:
     return sorted(point.step for point in client.get_metric_history(run_id, key))
 
 
-def test_a_server_killed_mid_run_stops_nothing_and_sync_completes_the_run(tmp_path: Path):
+def test_a_server_killed_mid_run_stops_nothing_and_sync_completes_the_run(tmp_path: Path, monkeypatch, capsys):
     command = (*VAE, "trainer.max_epochs=12")
     reference_folder = tmp_path / "undisturbed"
     reference_folder.mkdir()
-    assert run_aigc(reference_folder, *command).returncode == 0
+    with composed("train", reference_folder, *command) as cfg:  # the same run undisturbed, in this process
+        train(cfg)
     reference_client = client_for(reference_folder)
     reference = only_run(reference_client)
     assert HEARTBEAT_TAG in reference.data.tags  # refreshed while a run trains
@@ -94,14 +95,11 @@ def test_a_server_killed_mid_run_stops_nothing_and_sync_completes_the_run(tmp_pa
             timeout=300,
         )
         assert synced.returncode == 0, synced.stderr[-3000:]
-        again = subprocess.run(
-            [sys.executable, "-m", "aigc.sync", str(folder)],
-            env=user_env({"MLFLOW_TRACKING_URI": server.url}),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert again.returncode == 0 and "Nothing to sync" in again.stdout
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as again:  # python -m aigc.sync <folder> again, in this process
+            sync.main([str(folder)])
+        assert again.value.code == 0 and "Nothing to sync" in capsys.readouterr().out
 
         client = MlflowClient(server.url)
         (run,) = [run for exp in client.search_experiments() for run in client.search_runs([exp.experiment_id])]

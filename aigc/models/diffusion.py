@@ -109,6 +109,14 @@ class Diffusion(LightningModule):
         return {"sampler": self.sampler, "steps": self.steps, "guidance": self.guidance}
 
     @property
+    def sampling_choices(self) -> dict[str, list[str]]:
+        """The values a sampling option can take, where they are few: the samplers that sample this
+        model's prediction (``aigc.play`` offers them in a list)."""
+        return {
+            "sampler": [sampler for sampler in get_args(Sampler) if (sampler == "euler") == (self.prediction == "flow")]
+        }
+
+    @property
     def _diffusers_type(self) -> str:
         return {"epsilon": "epsilon", "v_prediction": "v_prediction", "flow": "flow_prediction"}[self.prediction]
 

@@ -84,6 +84,11 @@ class Generator:
         sampler, steps and guidance), with the model's defaults."""
         return dict(getattr(self.model, "sampling_options", {}))
 
+    @property
+    def sampling_choices(self) -> dict[str, list]:
+        """The values a sampling option can take, where the model names them (a diffusion model's samplers)."""
+        return dict(getattr(self.model, "sampling_choices", {}))
+
     def images(
         self,
         num_samples: int,

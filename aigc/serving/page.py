@@ -76,8 +76,10 @@ def controls(generator: Generator) -> list[Control]:
         names = generator.class_names or [str(index) for index in range(generator.num_classes)]
         fields.append(Control("label", EVERY_CLASS, [EVERY_CLASS, *names]))
     fields += [Control("num_samples", DEFAULT_IMAGES, integer=True), Control("seed", 0, integer=True)]
+    choices = generator.sampling_choices
     for name, value in generator.sampling_options.items():
-        fields.append(Control(name, value, integer=isinstance(value, int) and not isinstance(value, bool)))
+        integer = isinstance(value, int) and not isinstance(value, bool)
+        fields.append(Control(name, value, choices.get(name), integer=integer))
     return fields
 
 
