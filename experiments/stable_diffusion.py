@@ -55,6 +55,7 @@ them are kept).
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -69,6 +70,7 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+TINY_PIPELINE = ROOT / "tests" / "helpers" / "tiny_stable_diffusion.py"
 SCRIPT = "examples/text_to_image/train_text_to_image_lora.py"
 BATCH = 4
 RESOLUTION = 64
@@ -129,12 +131,14 @@ def clean_env() -> dict:
 def make_task(folder: Path, unet: tuple[int, ...], batches: int) -> tuple[Path, Path, Path]:
     """The pipeline, the captioned images (aigc's: ``batches`` batches of training images, exactly, and
     its held-out tenth) and a copy with only aigc's training images (theirs)."""
-    sys.path.insert(0, str(ROOT))
     from aigc.data.image_folder import held_out
-    from tests.helpers.tiny_stable_diffusion import save_captioned_scenes, save_tiny_stable_diffusion
 
-    pipeline = save_tiny_stable_diffusion(folder / "pipeline", unet_channels=unet)
-    ours = save_captioned_scenes(folder / "images", int(batches * BATCH / 0.85) + 8, RESOLUTION)
+    # the tests' own builder, read from its file (the tests are not an installed package)
+    spec = importlib.util.spec_from_file_location("tiny_stable_diffusion", TINY_PIPELINE)
+    tiny = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tiny)
+    pipeline = tiny.save_tiny_stable_diffusion(folder / "pipeline", unet_channels=unet)
+    ours = tiny.save_captioned_scenes(folder / "images", int(batches * BATCH / 0.85) + 8, RESOLUTION)
     lines = [json.loads(line) for line in (ours / "metadata.jsonl").read_text().splitlines()]
     val = held_out([line["file_name"] for line in lines], 0.1)  # data.val_fraction's default
     kept = [line for line, held in zip(lines, val, strict=True) if not held]
