@@ -2,7 +2,7 @@
 
 python -m aigc.play run_id=<id>                           # then open http://127.0.0.1:7860
 python -m aigc.play 'run_id=[<a>,<b>]'                    # the same request to each, in columns
-python -m aigc.play model=models:/mnist-gan@champion      # a registered model
+python -m aigc.play model_uri=models:/mnist-gan@champion  # a registered model
 AIGC_PLAY_AUTH=me:secret python -m aigc.play run_id=<id> host=0.0.0.0   # signed in, on the network
 
 The models are read from their weights alone (``aigc.serving.generator``): no code from a run runs.
@@ -27,9 +27,9 @@ from aigc.tracking.store.client import open_store
 
 def models_named(cfg: DictConfig) -> list[dict]:
     """One ``weights_named`` request per model the command names."""
-    if bool(cfg.run_id) == bool(cfg.model):
-        raise ValueError("say which models to try, once: run_id=<id> or run_id=[<a>,<b>], or model=<URI> or a list")
-    key, values = ("run_id", cfg.run_id) if cfg.run_id else ("model_uri", cfg.model)
+    if bool(cfg.run_id) == bool(cfg.model_uri):
+        raise ValueError("say which models to try, once: run_id=<id> or run_id=[<a>,<b>], or model_uri=<URI> or a list")
+    key, values = ("run_id", cfg.run_id) if cfg.run_id else ("model_uri", cfg.model_uri)
     values = list(values) if isinstance(values, ListConfig | list) else [values]
     return [{"run_id": None, "model_uri": None, "ckpt_path": None, key: str(value)} for value in values]
 

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from aigc.play import models_named, sign_in
 from aigc.serving.generator import Generator
 from aigc.serving.page import Column, build, controls, draw
+from tests.conftest import composed
 
 TINY = ("model=diffusion", "model.net.channels=[8,16]", "model.net.norm_groups=4", "model.steps=3")
 
@@ -67,4 +68,11 @@ def test_models_that_take_other_requests_are_not_put_side_by_side(column, compos
     with pytest.raises(ValueError, match="the other takes another request than the model: side by side"):
         build([column, prompted], None, tmp_path)
     with pytest.raises(ValueError, match="say which models to try, once"):
-        models_named(OmegaConf.create({"run_id": None, "model": None}))
+        models_named(OmegaConf.create({"run_id": None, "model_uri": None}))
+
+
+def test_registered_models_are_named_on_the_command_line_as_aigc_sample_names_them(tmp_path):
+    with composed("play", tmp_path, "model_uri=[models:/gan@champion,runs:/abc/model]") as cfg:
+        named = models_named(cfg)
+    assert [request["model_uri"] for request in named] == ["models:/gan@champion", "runs:/abc/model"]
+    assert all(request["run_id"] is None for request in named)
