@@ -27,7 +27,7 @@ from aigc.common import tags
 from aigc.common.stored import CONFIG_KEY, RUN_KEY, read_checkpoint
 from aigc.config.validation import validate
 from aigc.jobs.build import Job, build, family_callbacks
-from aigc.jobs.console import entry_point, one_line_errors
+from aigc.jobs.console import entry_point, one_line_errors, started
 from aigc.tracking.run.record import typed_overrides
 from aigc.tracking.run.tracker import Record
 from aigc.tracking.store.checkpoints import checkpoint_of_run
@@ -123,6 +123,7 @@ def score_as_configured(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
+    started()
     with one_line_errors():
         evaluate(cfg)
 

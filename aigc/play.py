@@ -18,7 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from aigc.jobs.console import entry_point, one_line_errors
+from aigc.jobs.console import entry_point, one_line_errors, started
 from aigc.serving.generator import Generator
 from aigc.serving.page import CSS, Column, build, heading
 from aigc.serving.registry import weights_named
@@ -77,6 +77,7 @@ def play(cfg: DictConfig, block: bool = True):
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="play")
 def main(cfg: DictConfig) -> None:
+    started()
     with one_line_errors():
         play(cfg)
 

@@ -20,7 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from aigc.common.errors import Preempted, one_line
-from aigc.jobs.console import entry_point
+from aigc.jobs.console import entry_point, started
 from aigc.tracking.run.signals import RunInterrupted
 
 
@@ -30,6 +30,7 @@ def main(cfg: DictConfig) -> float | Exception | None:
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     from aigc.jobs.training import PRUNED, USER_ERRORS, train  # torch, Lightning, MLflow: only when training
 
+    started()
     try:
         return train(cfg)
     except Preempted as stop:

@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
-from aigc.jobs.console import entry_point, one_line_errors
+from aigc.jobs.console import entry_point, one_line_errors, started
 from aigc.serving.generator import Generator
 from aigc.serving.registry import weights_named
 
@@ -74,6 +74,7 @@ def sample(cfg: DictConfig) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="sample")
 def main(cfg: DictConfig) -> None:
+    started()
     with one_line_errors():
         print(sample(cfg))
 

@@ -291,7 +291,6 @@ def test_the_entry_point_refuses_bad_commands_in_one_line_and_creates_no_run(tmp
     # a few of each kind (the rest are checked in this process above): refused by Hydra, by
     # validation, and once the data is loaded
     cases = [
-        ["trainer.max_epochs=abc"],
         ["data.batch_size=" + "9" * 20000],
         ["model.foo=1"],  # Hydra's own refusal, made one line
         ["model=nope"],

@@ -15,7 +15,7 @@ from aigc.common.capabilities import Contract, MissingCapability
 from aigc.jobs.training import build_training, train
 from aigc.tracking.run.logger import MLflowLogger
 from aigc.trainer.distributed import DDPStrategy
-from tests.conftest import CONF_DIR, MODELS, model_overrides, model_yaml, run_aigc, tiny_image_folder
+from tests.conftest import CONF_DIR, MODELS, model_overrides, model_yaml, run_aigc, shared_store, tiny_image_folder
 
 GROUPS = ["data", "data/tokenizer", "model", "trainer", "logger", "callbacks", "debug", "experiment", "metrics"]
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))]
@@ -41,7 +41,8 @@ def partner(group: str, option: str) -> list[str]:
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_every_option_composes_and_instantiates(compose_cfg, group, option):
+def test_every_option_composes_and_instantiates(compose_cfg, group, option, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", shared_store())  # building makes no run: one store for all
     cfg = compose_cfg(*partner(group, option), f"{group}={option}")
     if group == "trainer" and cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         with pytest.raises(InstantiationException, match="No supported gpu backend"):
