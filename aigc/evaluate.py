@@ -24,10 +24,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aigc.common import tags
+from aigc.common.collector import started
 from aigc.common.stored import CONFIG_KEY, RUN_KEY, read_checkpoint
 from aigc.config.validation import validate
 from aigc.jobs.build import Job, build, family_callbacks
-from aigc.jobs.console import entry_point, one_line_errors, started
+from aigc.jobs.console import entry_point, one_line_errors
 from aigc.tracking.run.record import typed_overrides
 from aigc.tracking.run.tracker import Record
 from aigc.tracking.store.checkpoints import checkpoint_of_run

@@ -18,7 +18,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from aigc.jobs.console import entry_point, one_line_errors, started
+from aigc.common.collector import started
+from aigc.jobs.console import entry_point, one_line_errors
 from aigc.serving.generator import Generator
 from aigc.serving.page import CSS, Column, build, heading
 from aigc.serving.registry import weights_named

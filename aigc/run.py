@@ -19,8 +19,9 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from aigc.common.collector import started
 from aigc.common.errors import Preempted, one_line
-from aigc.jobs.console import entry_point, started
+from aigc.jobs.console import entry_point
 from aigc.tracking.run.signals import RunInterrupted
 
 

@@ -17,7 +17,8 @@ import torch
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
-from aigc.jobs.console import entry_point, one_line_errors, started
+from aigc.common.collector import started
+from aigc.jobs.console import entry_point, one_line_errors
 from aigc.serving.generator import Generator
 from aigc.serving.registry import weights_named
 

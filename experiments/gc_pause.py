@@ -1,5 +1,5 @@
 """A command with Python's garbage collector paused while it starts and its imports frozen (as
-shipped: ``aigc.jobs.console.entry_point`` pauses it, ``started`` freezes and resumes it), against
+shipped: ``aigc.jobs.console.entry_point`` pauses it, ``aigc.common.collector.started`` freezes and resumes it), against
 the same command with the collector running throughout, as before.
 
     .venv/bin/python experiments/gc_pause.py --pairs 5

@@ -267,7 +267,7 @@ def interrupt_when(process: subprocess.Popen, folder: Path, ready, signum: int, 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Python's collector never walks again what this process has made so far, torch's and the
-    other libraries' objects among it, as ``aigc.jobs.console.started`` does in a command: the
+    other libraries' objects among it, as ``aigc.common.collector.started`` does in a command: the
     tests that run in this process took 8% longer with it walking them."""
     gc.freeze()
 

@@ -6,7 +6,6 @@ named filter below (never a blanket that could hide an error); ``-v`` on the com
 every one of them.
 """
 
-import gc
 import logging
 import os
 import re
@@ -15,6 +14,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from aigc.common.collector import pause_collector, resume_collector
 from aigc.common.errors import one_line
 from aigc.tracking.run.signals import RunInterrupted
 
@@ -88,7 +88,7 @@ def entry_point(main: Callable[[], object]) -> None:
     else:
         quiet_libraries()
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra then raises its errors here instead of printing them
-    gc.disable()  # until the command's work starts: ``started``
+    pause_collector()
     try:
         main()
     except (RunInterrupted, KeyboardInterrupt):  # runs a signal stopped are already marked KILLED
@@ -99,21 +99,7 @@ def entry_point(main: Callable[[], object]) -> None:
         print(f"Error: {'; '.join([text, *hints])}", file=sys.stderr)
         sys.exit(1)
     finally:
-        gc.enable()
-
-
-def started() -> None:
-    """The libraries are imported and the command's work starts: Python's garbage collector runs
-    again, on what is made from now on. A command's imports make close to a million objects that
-    live as long as it does (torch, Lightning, MLflow and theirs), and each time the collector's
-    oldest generation filled it walked all of them again, during the start and all through
-    training. Paused until here, then frozen (``gc.freeze``: never walked again), a smoke run ends
-    18% sooner (experiments/gc_pause.md). Frozen once per process, before a job builds anything:
-    a sweep's later jobs, and the objects of each job, are collected as ever; what the imports
-    left as garbage, about 3 MB, is kept."""
-    if gc.get_freeze_count() == 0:
-        gc.freeze()
-    gc.enable()
+        resume_collector()
 
 
 @contextmanager

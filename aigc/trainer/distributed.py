@@ -36,6 +36,7 @@ from torch.nn import Module
 from torch.nn.parallel import DistributedDataParallel
 
 from aigc.common.capabilities import trait
+from aigc.common.collector import started
 from aigc.common.constraints import PositiveFloat
 from aigc.common.errors import first_line
 
@@ -66,6 +67,7 @@ class DDPStrategy(LightningDDPStrategy):
     def setup_distributed(self) -> None:
         if self.num_nodes == 1 and self._starts_workers:
             _die_with_parent()
+            started()  # a worker of one job: its imports and its job frozen, as a command's imports are
             self.set_world_ranks()
             for interface in ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME"):
                 os.environ.setdefault(interface, "lo")
