@@ -23,6 +23,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from aigc.common.collector import started
 from aigc.jobs.console import entry_point, one_line_errors
 from aigc.tracking import reports
 from aigc.tracking.store.client import open_store
@@ -90,6 +91,7 @@ def _csv(rows: list[dict[str, str]], path: Path) -> Path:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="compare")
 def main(cfg: DictConfig) -> None:
+    started()
     with one_line_errors():
         compare(cfg)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from aigc.common.collector import started
 from aigc.common.stored import CONFIG_KEY, read_checkpoint
 from aigc.jobs.console import entry_point, one_line_errors
 from aigc.serving.adapters import DIFFUSERS_FILE, KOHYA_FILE, write_adapters
@@ -34,6 +35,7 @@ def export(cfg: DictConfig) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
 def main(cfg: DictConfig) -> None:
+    started()
     with one_line_errors():
         print(export(cfg))
 

@@ -9,6 +9,7 @@ python -m aigc.sample model_uri=models:/mnist-gan@champion
 import hydra
 from omegaconf import DictConfig
 
+from aigc.common.collector import started
 from aigc.jobs.console import entry_point, one_line_errors
 from aigc.serving.registry import register
 from aigc.tracking.store.client import open_store
@@ -16,6 +17,7 @@ from aigc.tracking.store.client import open_store
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="register")
 def main(cfg: DictConfig) -> None:
+    started()
     with one_line_errors():
         if not (cfg.run_id and cfg.name):
             raise ValueError("say what to register as what: run_id=<mlflow run id> name=<registered model name>")

@@ -21,9 +21,9 @@ def resume_collector() -> None:
 
 def started() -> None:
     """The libraries are imported and the work starts (a command's, a DDP worker's): freeze what
-    exists, once per process, and collect what is made from now on. A command calls it before it
-    builds a job, so a sweep's jobs, each built after it, are collected as ever. What the imports
-    left as garbage when frozen, about 3 MB, is kept."""
+    exists, once per process, and collect what is made from now on. Every command calls it first
+    thing in its Hydra main function, before it builds a job, so a sweep's jobs, each built after
+    it, are collected as ever. What the imports left as garbage when frozen, about 3 MB, is kept."""
     if gc.get_freeze_count() == 0:
         gc.freeze()
     gc.enable()
