@@ -3,7 +3,7 @@
 import gc
 import weakref
 
-from aigc.common.collector import pause_collector, started
+from aigc.common.collector import collector_paused, started
 
 
 class Node:
@@ -14,10 +14,10 @@ class Node:
 
 
 def test_a_sweeps_later_jobs_are_collected_after_the_first_job_started():
-    pause_collector()
-    first_job = Node()
-    started()  # the first job: what exists is frozen, and the collector runs again
-    assert gc.isenabled()
+    with collector_paused():
+        first_job = Node()
+        started()  # the first job: what exists is frozen, and the collector runs again
+        assert gc.isenabled()
     second_job = Node()
     dropped = weakref.ref(second_job)
     started()  # the second job of the same sweep: nothing is frozen again

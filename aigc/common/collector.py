@@ -3,20 +3,24 @@
 A command's imports make close to a million objects that live as long as it does (torch,
 Lightning, MLflow and theirs). Each time the collector's oldest generation filled, it walked all
 of them again, during the start and all through training. Paused while a command starts
-(``pause_collector``, by ``aigc.jobs.console.entry_point``), then frozen (``gc.freeze``: never
+(``collector_paused``, around ``aigc.jobs.console.entry_point``'s command), then frozen (``gc.freeze``: never
 walked again) when its work starts (``started``), a smoke run ends in 0.70 of the time
 (experiments/gc_pause.md).
 """
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
-def pause_collector() -> None:
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Until ``started`` (or the block's end), nothing is collected."""
     gc.disable()
-
-
-def resume_collector() -> None:
-    gc.enable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def started() -> None:

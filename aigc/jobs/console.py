@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from aigc.common.collector import pause_collector, resume_collector
+from aigc.common.collector import collector_paused
 from aigc.common.errors import one_line
 from aigc.tracking.run.signals import RunInterrupted
 
@@ -88,18 +88,16 @@ def entry_point(main: Callable[[], object]) -> None:
     else:
         quiet_libraries()
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra then raises its errors here instead of printing them
-    pause_collector()
-    try:
-        main()
-    except (RunInterrupted, KeyboardInterrupt):  # runs a signal stopped are already marked KILLED
-        sys.exit(130)
-    except Exception as error:
-        text = one_line(error)
-        hints = [hint for words, hint in _HYDRA_HINTS.items() if words in text]
-        print(f"Error: {'; '.join([text, *hints])}", file=sys.stderr)
-        sys.exit(1)
-    finally:
-        resume_collector()
+    with collector_paused():
+        try:
+            main()
+        except (RunInterrupted, KeyboardInterrupt):  # runs a signal stopped are already marked KILLED
+            sys.exit(130)
+        except Exception as error:
+            text = one_line(error)
+            hints = [hint for words, hint in _HYDRA_HINTS.items() if words in text]
+            print(f"Error: {'; '.join([text, *hints])}", file=sys.stderr)
+            sys.exit(1)
 
 
 @contextmanager
