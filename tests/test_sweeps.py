@@ -1,6 +1,7 @@
 """Sweeps (`python -m aigc.run -m ...`): one MLflow parent run, a child run per job, an Optuna
 study that survives an interrupt, and parallel writers that lose nothing."""
 
+import functools
 import math
 import signal
 from pathlib import Path
@@ -13,7 +14,7 @@ from mlflow.entities import Run
 from omegaconf import OmegaConf
 
 from aigc.tracking.run.sweep import SweepRun
-from hydra_plugins.aigc_optuna_sweeper.optuna_sweeper import search_space
+from hydra_plugins.aigc_optuna_sweeper.optuna_sweeper import ask, search_space
 from tests.conftest import CONF_DIR, all_runs, client_for, composed, interrupt_when, run_aigc, start_aigc
 
 # a GPT trial of a few batches on pydocs (ships with Python)
@@ -337,3 +338,20 @@ def test_a_bad_sweeper_config_stops_in_one_line_before_any_run(tmp_path: Path, c
     errors = [line for line in printed.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and errors[0].startswith("Error: hydra.sweeper: ") and message in errors[0]
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "optuna.db").exists()
+
+
+def test_sweepers_that_open_a_study_together_draw_distinct_points_and_a_new_study_the_same_ones(tmp_path: Path):
+    space, _ = search_space(["lr=tag(log, interval(1e-4, 1e-2))", "layers=range(2, 9, 2)", "act=choice(relu, gelu)"])
+    sampler = functools.partial(optuna.samplers.TPESampler, n_startup_trials=2)
+
+    def two_machines(storage: str) -> list[dict]:
+        # both load the study before either asks, as two commands started in the same second do
+        a, b = (optuna.create_study(study_name="s", storage=storage, load_if_exists=True) for _ in range(2))
+        trials = [ask(study, space, sampler, seed=7) for study in (a, b, a, b)]
+        for trial in trials:
+            trial.study.tell(trial, trial.params["lr"])
+        return [trial.params for trial in trials]
+
+    first = two_machines(f"sqlite:///{tmp_path}/a.db")
+    assert len({tuple(sorted(params.items())) for params in first}) == 4
+    assert two_machines(f"sqlite:///{tmp_path}/b.db") == first

@@ -17,9 +17,11 @@ with SQLAlchemy 2. This one is small and uses Optuna's ask-and-tell interface:
   interrupt are failed and not counted. On a database, while a trial's job runs its sweeper
   records the trial's heartbeat every ``heartbeat_s``; a trial whose heartbeat stopped (its
   sweeper was SIGKILLed) is failed by the next sweeper on the study and its parameters are tried
-  again (Optuna's ``RetryHeartbeatStaleTrialCallback``), the failed one not counted. The
-  sampler (a partial: ``sampler(seed=...)``) is seeded with ``seed`` plus the
-  number of trials already in the study;
+  again (Optuna's ``RetryHeartbeatStaleTrialCallback``), the failed one not counted. Each
+  trial's point is drawn by the sampler (a partial: ``sampler(seed=...)``) seeded with ``seed``
+  plus the trial's number: the same command draws the same points on a new study, a resumed
+  study doesn't replay its first points, and sweepers that open a study in the same second draw
+  different ones (the database numbers the trials);
 - each job reports its objective to its trial after every evaluation
   (``aigc.callbacks.trial_pruning``), and the study's ``pruner`` (``hydra/sweeper/pruner``:
   none, median, hyperband) may stop it there: such a job returns ``optuna.TrialPruned``, and its
@@ -112,15 +114,13 @@ class OptunaSweeper(Sweeper):
             pruner=self.pruner,
             load_if_exists=True,
         )
-        # Seeded by how far the study is, so that a resumed study doesn't replay its first trials.
-        study.sampler = self.sampler(seed=None if self.seed is None else self.seed + len(study.trials))
         done = finished_trials(study)
         print(f"Optuna study '{self.study_name}' in {self.storage}: {done} of {self.n_trials} trials finished")
         while True:
             optuna.storages.fail_stale_trials(study)  # a SIGKILLed sweeper's trials: FAIL, then tried again
             if (left := self.n_trials - finished_trials(study) - running_elsewhere(study)) <= 0:
                 break
-            trials = [study.ask(space) for _ in range(min(self.n_jobs, left))]
+            trials = [ask(study, space, self.sampler, self.seed) for _ in range(min(self.n_jobs, left))]
             for group in consecutive(trials):
                 with Heartbeat(study, group, self.heartbeat_s):
                     self._run(study, group, fixed)
@@ -241,6 +241,30 @@ class Heartbeat:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+
+
+def ask(
+    study: optuna.Study,
+    space: dict[str, BaseDistribution],
+    sampler: Callable[..., optuna.samplers.BaseSampler],
+    seed: int | None,
+) -> optuna.Trial:
+    """A new trial (or one queued for a retry, its point fixed), its point drawn by ``sampler``
+    seeded with ``seed`` plus the trial's number, which the study's storage gives once."""
+    trial = study.ask()
+    study.sampler = sampler(seed=None if seed is None else seed + trial.number)
+    for name, choices in space.items():
+        suggest(trial, name, choices)
+    return trial
+
+
+def suggest(trial: optuna.Trial, name: str, choices: BaseDistribution) -> Any:
+    if isinstance(choices, CategoricalDistribution):
+        return trial.suggest_categorical(name, choices.choices)
+    if isinstance(choices, IntDistribution):
+        return trial.suggest_int(name, choices.low, choices.high, step=choices.step, log=choices.log)
+    assert isinstance(choices, FloatDistribution)
+    return trial.suggest_float(name, choices.low, choices.high, step=choices.step, log=choices.log)
 
 
 def finished_trials(study: optuna.Study) -> int:
