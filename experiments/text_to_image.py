@@ -3,6 +3,7 @@ faithfulness and FID for time. Results in experiments/text_to_image.md.
 
     .venv/bin/python experiments/text_to_image.py report <run id> --store sqlite:///<folder>/mlflow.db
     .venv/bin/python experiments/text_to_image.py samplers <checkpoint> [--rows dpm++:10 ddim:20] [--guidance 1 3 5]
+    .venv/bin/python experiments/text_to_image.py tokenizers [--pairs 5] [--steps 20]
 
 ``report`` prints a run's held-out prompt accuracy by category (its last evaluation and its best)
 against the issue's targets, beside GenEval's published overall scores, which measure other
@@ -12,13 +13,22 @@ models on other images: context, not a like-for-like comparison.
 steps and guidance as a run's validation does: ``val/prompt_acc`` on the 24 held-out prompts x 8
 seeds, ``val/fid_shapes`` and ``val/kid_shapes`` of images drawn for the held-out captions against
 the real held-out scenes, and the seconds per 1,000 images drawn.
+
+``tokenizers`` sets CLIP's tokenizer (the model's) beside a byte-level BPE trained on the training
+captions (``aigc.data.tokenizers.BPETokenizer``): how each splits the captions, the size of the
+text encoder each needs, and the time of the experiment's training step with each, A/B interleaved
+in one process.
 """
 
 import argparse
+import statistics
+import tempfile
 import time
 from pathlib import Path
 
 from aigc.common.scenes import CATEGORIES
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # GenEval (Ghosh et al., 2023), overall score as published: context for the shapes benchmark's numbers
 GENEVAL_OVERALL = {"SD 1.5": 0.43, "SDXL": 0.55, "DALL-E 3": 0.67}
@@ -113,6 +123,97 @@ def samplers(checkpoint_path: Path, rows: list[tuple[str, int]], guidance: list[
     return "\n".join(lines)
 
 
+def tokenizers(pairs: int, steps: int) -> str:
+    import torch
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from aigc.data.scenes import evaluation_prompts, training_scenes
+    from aigc.data.tokenizers import BPETokenizer
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        folder = tempfile.mkdtemp()
+        cfg = compose(
+            "train", ["experiment=shapes_text_to_image", f"paths.root_dir={folder}", f"paths.output_dir={folder}"]
+        )
+    torch.manual_seed(cfg.seed)
+    captions = [scene.caption for scene in training_scenes(cfg.data.num_train, cfg.data.seed)]
+    prompts = [prompt.prompt for prompt in evaluation_prompts()]
+    clip_model = instantiate(cfg.model, _convert_="all")
+    clip = clip_model.net.tokenizer
+    bpe = BPETokenizer(vocab_size=512).fit("\n".join(captions))  # stops at the merges the captions have
+    start, end = bpe.vocab_size, bpe.vocab_size + 1  # CLIP's layout: start, tokens, end, end as padding
+
+    def bpe_ids(texts: list[str]) -> torch.Tensor:
+        rows = [[start, *bpe.encode(text), end] for text in texts]
+        return torch.tensor([row + [end] * (clip_model.net.context_length - len(row)) for row in rows])
+
+    bpe_model = instantiate(cfg.model, _convert_="all")
+    encoder = clip_model.net.text_encoder.config
+    bpe_model.net.text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            **{
+                **encoder.to_dict(),
+                "vocab_size": end + 1,
+                "bos_token_id": start,
+                "eos_token_id": end,
+                "pad_token_id": end,
+            }
+        )
+    )
+    arms = {
+        "CLIP's BPE (open_clip's merges)": (clip_model, lambda texts: clip_model.net.tokenize(texts)),
+        "BPE trained on the captions": (bpe_model, bpe_ids),
+    }
+
+    def step_ms(model, tokenize, optimizer) -> float:
+        images = torch.randn(cfg.data.batch_size, *cfg.data.image_shape)
+        times = []
+        for _ in range(steps + 1):
+            texts = [captions[i] for i in torch.randint(len(captions), (cfg.data.batch_size,)).tolist()]
+            began = time.perf_counter()
+            optimizer.zero_grad()
+            model.losses(images, model.net.encode(tokenize(model.drop_prompts(texts)))).backward()
+            optimizer.step()
+            times.append(time.perf_counter() - began)
+        return 1000 * statistics.median(times[1:])
+
+    optimizers = {name: model.configure_optimizers() for name, (model, _) in arms.items()}
+    timed: dict[str, list[float]] = {name: [] for name in arms}
+    for pair in range(pairs):
+        for name in list(arms)[:: 1 if pair % 2 == 0 else -1]:  # each arm first in every other pair
+            model, tokenize = arms[name]
+            timed[name].append(step_ms(model, tokenize, optimizers[name]))
+        print(f"  pair {pair + 1}: " + ", ".join(f"{times[-1]:.0f} ms" for times in timed.values()), flush=True)
+
+    words = [len(text.split()) for text in captions]
+    first = next(iter(timed))
+    lines = [
+        f"| tokenizer | vocabulary | tokens per training caption (mean, max) | captions one token a word "
+        f"| held-out prompts one token a word | text encoder parameters | all parameters | ms a step "
+        f"(median of {pairs} pairs) | step / CLIP's |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, (model, tokenize) in arms.items():
+        # every caption's length without start and padding: the first end token's position - 1
+        lengths = [int(row.tolist().index(int(row[-1]))) - 1 for row in tokenize(captions)]
+        held_out = [int(row.tolist().index(int(row[-1]))) - 1 for row in tokenize(prompts)]
+        text_params = sum(weight.numel() for weight in model.net.text_encoder.parameters())
+        all_params = sum(weight.numel() for weight in model.parameters())
+        vocabulary = model.net.text_encoder.config.vocab_size
+        ratio = statistics.median(a / b for a, b in zip(timed[name], timed[first], strict=True))
+        lines.append(
+            f"| {name} | {vocabulary:,} | {statistics.mean(lengths):.2f}, {max(lengths)} "
+            f"| {sum(n == w for n, w in zip(lengths, words, strict=True)) / len(words):.1%} "
+            f"| {sum(n == len(p.split()) for n, p in zip(held_out, prompts, strict=True))} of {len(prompts)} "
+            f"| {text_params:,} | {all_params:,} | {statistics.median(timed[name]):.0f} | {ratio:.3f} |"
+        )
+    split_words = sorted({word for text in captions for word in text.split() if len(clip.tokenize(word)) > 1})
+    lines.append(f"\nWords CLIP's BPE splits: {', '.join(f'{w} -> {clip.tokenize(w)}' for w in split_words)}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -124,9 +225,14 @@ def main() -> None:
     samplers_parser.add_argument("--rows", nargs="+", default=["dpm++:10", "dpm++:20", "ddim:20"])
     samplers_parser.add_argument("--guidance", nargs="+", type=float, default=[1.0, 3.0, 5.0])
     samplers_parser.add_argument("--num-samples", type=int, default=500)
+    tokenizers_parser = commands.add_parser("tokenizers")
+    tokenizers_parser.add_argument("--pairs", type=int, default=5)
+    tokenizers_parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
     if args.command == "report":
         print(report(args.run_id, args.store))
+    elif args.command == "tokenizers":
+        print(tokenizers(args.pairs, args.steps))
     else:
         rows = [(row.split(":")[0], int(row.split(":")[1])) for row in args.rows]
         print(samplers(args.checkpoint, rows, args.guidance, args.num_samples))

@@ -8,6 +8,7 @@ import torch
 from hydra.utils import instantiate
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from aigc.models.nets.prompt_unet import _coordinates
 from aigc.models.nets.prompts import clip_tokenizer, token_ids
 from aigc.models.text_to_image import TextToImage
 from aigc.serving.generator import Generator
@@ -75,6 +76,16 @@ def test_a_seed_fixes_the_images_and_the_prompt_and_negative_prompt_change_them(
     assert not torch.equal(first, model.sample(2, seed=5, prompts="two red circles", negative_prompt="a star"))
     each = model.sample(2, seed=5, prompts=["two red circles", "a blue square"])
     assert torch.equal(each[0], first[0]) and first.shape == (2, 3, 32, 32)
+
+
+def test_coordinates_give_the_unet_each_pixels_row_and_column(compose_cfg):
+    model = tiny(compose_cfg, "model.net.coordinates=true")
+    assert model.net.unet.conv_in.in_channels == 3 + 2
+    grid = _coordinates(torch.zeros(2, 3, 4, 4))
+    steps = pytest.approx([-1, -1 / 3, 1 / 3, 1])
+    assert grid[1, 0, :, 2].tolist() == steps and grid[1, 0, 2, :].tolist() == [grid[1, 0, 2, 0]] * 4  # rows
+    assert grid[1, 1, 2, :].tolist() == steps and grid[1, 1, :, 2].tolist() == [grid[1, 1, 0, 2]] * 4  # columns
+    assert model.sample(2, seed=1, prompts="a red circle left of a star").shape == (2, 3, 32, 32)
 
 
 def test_a_pretrained_text_encoder_is_loaded_from_its_folder_and_frozen(compose_cfg, tmp_path):

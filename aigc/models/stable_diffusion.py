@@ -89,10 +89,10 @@ class StableDiffusion(TextToImage):
             sampler=sampler,
             steps=steps,
             guidance=guidance,
+            snr_gamma=snr_gamma,
+            noise_offset=noise_offset,
             cache_latents=cache_latents,
         )
-        self.snr_gamma = snr_gamma
-        self.noise_offset = noise_offset
 
     @classmethod
     def check_arguments(cls, captions: str | None = None, peft: str | None = "lora", text_encoder_lora=False, **_):

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from aigc.common.constraints import NonNegativeFloat, PositiveInt, Probability
+from aigc.common.constraints import NonNegativeFloat, PositiveFloat, PositiveInt, Probability
 from aigc.models.batches import BLANK_LABEL
 from aigc.models.diffusion import BetaSchedule, Diffusion, Prediction, Sampler
 
@@ -42,15 +42,14 @@ class TextToImage(Diffusion):
         captions can't train it.
     prompt_dropout: how often a training caption is replaced by the empty prompt.
     negative_prompt: what guidance steers away from unless a request says otherwise ("" : nothing).
+    snr_gamma: min-SNR-gamma loss weighting (null: off; 5 is the paper's; ``Diffusion.losses``).
+    noise_offset: offset noise's scale (0: off; 0.05-0.1 is usual).
     cache_latents: compute each distinct image's latent distribution and each distinct caption's hidden
         states once (only what is frozen: a trained text encoder is run every step).
     The rest are the diffusion model's (``aigc.models.diffusion.Diffusion``).
     """
 
     family = "text_to_image"  # its config's name, in messages
-    # training-loss options of the fine-tuning family (``Diffusion.losses``); plain here
-    noise_offset: float = 0.0
-    snr_gamma: float | None = None
 
     def __init__(
         self,
@@ -66,6 +65,8 @@ class TextToImage(Diffusion):
         sampler: Sampler = "dpm++",
         steps: PositiveInt = 20,
         guidance: NonNegativeFloat = 3.0,
+        snr_gamma: PositiveFloat | None = None,
+        noise_offset: NonNegativeFloat = 0.0,
         cache_latents: bool = False,
     ):
         self.check_arguments(prediction=prediction, sampler=sampler, steps=steps, captions=captions)
@@ -85,6 +86,8 @@ class TextToImage(Diffusion):
         self.captions = captions
         self.prompt_dropout = prompt_dropout
         self.negative_prompt = negative_prompt
+        self.snr_gamma = snr_gamma
+        self.noise_offset = noise_offset
         self.cache_latents = cache_latents
         self._latent_cache: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = {}
         self._hidden_cache: dict[str, torch.Tensor] = {}

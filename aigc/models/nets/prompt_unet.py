@@ -40,6 +40,9 @@ class PromptUNet(nn.Module):
         tokenizer) from instead; the sizes above are then its own.
     autoencoder: a hub name or folder of a pretrained ``AutoencoderKL`` (a Stable Diffusion
         folder's ``vae/`` included): the UNet then denoises its latents (``latents``), not pixels.
+    coordinates: give the UNet each pixel's row and column as two more input channels (CoordConv,
+        Liu et al., 2018). Its convolutions and attention see positions only through the border's
+        padding otherwise, and a prompt may say where things go ("left of", "above").
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class PromptUNet(nn.Module):
         context_length: PositiveInt = 24,
         pretrained_text_encoder: str | None = None,
         autoencoder: str | None = None,
+        coordinates: bool = False,
     ):
         super().__init__()
         self.check_arguments(
@@ -96,11 +100,12 @@ class PromptUNet(nn.Module):
             context_length = min(context_length, self.text_encoder.config.max_position_embeddings)
         self.context_length = context_length
         self.trains_text_encoder = pretrained_text_encoder is None
+        self.coordinates = coordinates
         down = ["CrossAttnDownBlock2D" if attends else "DownBlock2D" for attends in cross_attention]
         up = ["CrossAttnUpBlock2D" if attends else "UpBlock2D" for attends in reversed(cross_attention)]
         self.unet = UNet2DConditionModel(
             sample_size=(height, width),
-            in_channels=image_channels,
+            in_channels=image_channels + (2 if coordinates else 0),
             out_channels=image_channels,
             block_out_channels=tuple(channels),
             down_block_types=tuple(down),
@@ -154,11 +159,21 @@ class PromptUNet(nn.Module):
         return self.text_encoder(input_ids=prompt_ids).last_hidden_state
 
     def denoise(self, noisy: torch.Tensor, timesteps: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        if self.coordinates:
+            noisy = torch.cat([noisy, _coordinates(noisy)], dim=1)
         noisy = noisy.contiguous(memory_format=torch.channels_last)
         return self.unet(noisy, timesteps, encoder_hidden_states=hidden).sample.contiguous()
 
     def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, prompt_ids: torch.Tensor) -> torch.Tensor:
         return self.denoise(noisy, timesteps, self.encode(prompt_ids))
+
+
+def _coordinates(images: torch.Tensor) -> torch.Tensor:
+    """(N, 2, H, W): each pixel's row and column, from -1 to 1."""
+    n, _, height, width = images.shape
+    rows = torch.linspace(-1, 1, height, device=images.device, dtype=images.dtype).view(1, 1, height, 1)
+    cols = torch.linspace(-1, 1, width, device=images.device, dtype=images.dtype).view(1, 1, 1, width)
+    return torch.cat([rows.expand(n, 1, height, width), cols.expand(n, 1, height, width)], dim=1)
 
 
 def _pretrained(name: str) -> tuple[CLIPTokenizer, CLIPTextModel]:
