@@ -163,7 +163,7 @@ def tokenizers(pairs: int, steps: int) -> str:
         )
     )
     arms = {
-        "CLIP's BPE (open_clip's merges)": (clip_model, lambda texts: clip_model.net.tokenize(texts)),
+        "CLIP's BPE (open_clip's merges)": (clip_model, clip_model.net.tokenize),
         "BPE trained on the captions": (bpe_model, bpe_ids),
     }
 
@@ -196,9 +196,7 @@ def tokenizers(pairs: int, steps: int) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, (model, tokenize) in arms.items():
-        # every caption's length without start and padding: the first end token's position - 1
-        lengths = [int(row.tolist().index(int(row[-1]))) - 1 for row in tokenize(captions)]
-        held_out = [int(row.tolist().index(int(row[-1]))) - 1 for row in tokenize(prompts)]
+        lengths, held_out = token_counts(tokenize(captions)), token_counts(tokenize(prompts))
         text_params = sum(weight.numel() for weight in model.net.text_encoder.parameters())
         all_params = sum(weight.numel() for weight in model.parameters())
         vocabulary = model.net.text_encoder.config.vocab_size
@@ -212,6 +210,12 @@ def tokenizers(pairs: int, steps: int) -> str:
     split_words = sorted({word for text in captions for word in text.split() if len(clip.tokenize(word)) > 1})
     lines.append(f"\nWords CLIP's BPE splits: {', '.join(f'{w} -> {clip.tokenize(w)}' for w in split_words)}")
     return "\n".join(lines)
+
+
+def token_counts(ids) -> list[int]:
+    """Each row's tokens without start, end and padding: the first end token's position - 1 (the
+    last id of a row is the end token, as padding)."""
+    return [row.tolist().index(int(row[-1])) - 1 for row in ids]
 
 
 def main() -> None:
