@@ -14,7 +14,7 @@ from mlflow.entities import Run
 from omegaconf import OmegaConf
 
 from aigc.tracking.run.sweep import SweepRun
-from hydra_plugins.aigc_optuna_sweeper.optuna_sweeper import ask, search_space
+from hydra_plugins.aigc_optuna_sweeper.optuna_sweeper import ask, beyond_n_trials, finished_trials, search_space
 from tests.conftest import CONF_DIR, all_runs, client_for, composed, interrupt_when, run_aigc, start_aigc
 
 # a GPT trial of a few batches on pydocs (ships with Python)
@@ -355,3 +355,19 @@ def test_sweepers_that_open_a_study_together_draw_distinct_points_and_a_new_stud
     first = two_machines(f"sqlite:///{tmp_path}/a.db")
     assert len({tuple(sorted(params.items())) for params in first}) == 4
     assert two_machines(f"sqlite:///{tmp_path}/b.db") == first
+
+
+def test_two_sweepers_that_each_ask_for_the_last_trial_run_it_once(tmp_path: Path):
+    space, _ = search_space(["lr=interval(1e-4, 1e-2)"])
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    a, b = (optuna.create_study(study_name="s", storage=storage, load_if_exists=True) for _ in range(2))
+    for _ in range(3):
+        trial = ask(a, space, optuna.samplers.RandomSampler, seed=0)
+        a.tell(trial, 1.0)
+    # both counted 3 of 4 finished and nothing running, then asked
+    last, surplus = ask(a, space, optuna.samplers.RandomSampler, 0), ask(b, space, optuna.samplers.RandomSampler, 0)
+    assert not beyond_n_trials(a, last, n_trials=4)
+    assert beyond_n_trials(b, surplus, n_trials=4)
+    a.tell(last, 2.0)
+    states = [t.state.name for t in b.get_trials()]
+    assert states == ["COMPLETE"] * 4 + ["FAIL"] and finished_trials(b) == 4  # the one given up never counts

@@ -14,14 +14,15 @@ with SQLAlchemy 2. This one is small and uses Optuna's ask-and-tell interface:
   SQL) database that several machines reach, or Optuna's journal file on a shared filesystem
   (``journal:///<path>``). Run the same command again, or on another machine at the same time,
   and it works on the study until it holds ``n_trials`` finished trials. Trials cut short by an
-  interrupt are failed and not counted. On a database, while a trial's job runs its sweeper
-  records the trial's heartbeat every ``heartbeat_s``; a trial whose heartbeat stopped (its
-  sweeper was SIGKILLed) is failed by the next sweeper on the study and its parameters are tried
-  again (Optuna's ``RetryHeartbeatStaleTrialCallback``), the failed one not counted. Each
-  trial's point is drawn by the sampler (a partial: ``sampler(seed=...)``) seeded with ``seed``
-  plus the trial's number: the same command draws the same points on a new study, a resumed
-  study doesn't replay its first points, and sweepers that open a study in the same second draw
-  different ones (the database numbers the trials);
+  interrupt are failed and not counted, and so is a trial two sweepers asked for at once when
+  one was left: the later-numbered one is given up unrun (``beyond_n_trials``). On a database,
+  while a trial's job runs its sweeper records the trial's heartbeat every ``heartbeat_s``; a
+  trial whose heartbeat stopped (its sweeper was SIGKILLed) is failed by the next sweeper on the
+  study and its parameters are tried again (Optuna's ``RetryHeartbeatStaleTrialCallback``), the
+  failed one not counted. Each trial's point is drawn by the sampler (a partial:
+  ``sampler(seed=...)``) seeded with ``seed`` plus the trial's number: the same command draws
+  the same points on a new study, a resumed study doesn't replay its first points, and sweepers
+  that open a study in the same second draw different ones (the database numbers the trials);
 - each job reports its objective to its trial after every evaluation
   (``aigc.callbacks.trial_pruning``), and the study's ``pruner`` (``hydra/sweeper/pruner``:
   none, median, hyperband) may stop it there: such a job returns ``optuna.TrialPruned``, and its
@@ -54,6 +55,7 @@ from optuna.trial import TrialState
 TARGET = f"{__name__}.OptunaSweeper"
 DIRECTIONS = {"min": "minimize", "max": "maximize", "minimize": "minimize", "maximize": "maximize"}
 INTERRUPTED = "interrupted"  # user attribute of trials a signal or crash of the sweep cut short
+NOT_RUN = "not_run"  # user attribute of trials given up unrun: n_trials was taken (``beyond_n_trials``)
 
 
 class OptunaSweeper(Sweeper):
@@ -121,6 +123,7 @@ class OptunaSweeper(Sweeper):
             if (left := self.n_trials - finished_trials(study) - running_elsewhere(study)) <= 0:
                 break
             trials = [ask(study, space, self.sampler, self.seed) for _ in range(min(self.n_jobs, left))]
+            trials = [trial for trial in trials if not beyond_n_trials(study, trial, self.n_trials)]
             for group in consecutive(trials):
                 with Heartbeat(study, group, self.heartbeat_s):
                     self._run(study, group, fixed)
@@ -267,13 +270,38 @@ def suggest(trial: optuna.Trial, name: str, choices: BaseDistribution) -> Any:
     return trial.suggest_float(name, choices.low, choices.high, step=choices.step, log=choices.log)
 
 
-def finished_trials(study: optuna.Study) -> int:
-    """Trials that count towards ``n_trials``: finished, not cut short by an interrupt, and not
-    failed for a dead sweeper and tried again."""
-    trials = study.get_trials(deepcopy=False)
+def counted(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The trials that count towards ``n_trials``: finished, not cut short by an interrupt, not
+    failed for a dead sweeper and tried again, and not given up unrun."""
     retried = {RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials} - {None}
     finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return sum(t.state in finished and not t.user_attrs.get(INTERRUPTED) and t.number not in retried for t in trials)
+    skipped = (INTERRUPTED, NOT_RUN)
+    return [
+        t
+        for t in trials
+        if t.state in finished and not any(t.user_attrs.get(key) for key in skipped) and t.number not in retried
+    ]
+
+
+def finished_trials(study: optuna.Study) -> int:
+    return len(counted(study.get_trials(deepcopy=False)))
+
+
+def beyond_n_trials(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
+    """Sweepers that counted the trials left at the same moment may each have asked for the last
+    one. The database numbers the trials in the order they were asked: a trial whose earlier ones
+    (counted, running or queued) already fill ``n_trials`` is given up unrun, failed with
+    ``NOT_RUN``, so that the study never runs more than ``n_trials``."""
+    trials = study.get_trials(deepcopy=False)
+    waiting = (TrialState.RUNNING, TrialState.WAITING)
+    earlier = [t for t in counted(trials) if t.number < trial.number]
+    earlier += [t for t in trials if t.state in waiting and t.number < trial.number]
+    if len(earlier) < n_trials:
+        return False
+    trial.set_user_attr(NOT_RUN, True)
+    study.tell(trial, state=TrialState.FAIL)
+    print(f"Trial {trial.number} not run: another sweeper on the study took the last of its {n_trials} trials")
+    return True
 
 
 def running_elsewhere(study: optuna.Study) -> int:
