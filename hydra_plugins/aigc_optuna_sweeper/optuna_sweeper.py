@@ -120,7 +120,7 @@ class OptunaSweeper(Sweeper):
         print(f"Optuna study '{self.study_name}' in {self.storage}: {done} of {self.n_trials} trials finished")
         while True:
             optuna.storages.fail_stale_trials(study)  # a SIGKILLed sweeper's trials: FAIL, then tried again
-            if (left := self.n_trials - finished_trials(study) - running_elsewhere(study)) <= 0:
+            if (left := self.n_trials - places_taken(study)) <= 0:
                 break
             trials = [ask(study, space, self.sampler, self.seed) for _ in range(min(self.n_jobs, left))]
             trials = [trial for trial in trials if not beyond_n_trials(study, trial, self.n_trials)]
@@ -287,27 +287,26 @@ def finished_trials(study: optuna.Study) -> int:
     return len(counted(study.get_trials(deepcopy=False)))
 
 
-def beyond_n_trials(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
-    """Sweepers that counted the trials left at the same moment may each have asked for the last
-    one. The database numbers the trials in the order they were asked: a trial whose earlier ones
-    (counted, running or queued) already fill ``n_trials`` is given up unrun, failed with
-    ``NOT_RUN``, so that the study never runs more than ``n_trials``."""
+def places_taken(study: optuna.Study, before: int | None = None) -> int:
+    """The places of ``n_trials`` taken: by counted trials, and by trials a sweeper is running (or
+    has queued for a retry), which will count when they finish; only those numbered below
+    ``before``, if given."""
     trials = study.get_trials(deepcopy=False)
-    waiting = (TrialState.RUNNING, TrialState.WAITING)
-    earlier = [t for t in counted(trials) if t.number < trial.number]
-    earlier += [t for t in trials if t.state in waiting and t.number < trial.number]
-    if len(earlier) < n_trials:
+    waiting = [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    return sum(before is None or t.number < before for t in counted(trials) + waiting)
+
+
+def beyond_n_trials(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
+    """Sweepers that counted the places left at the same moment may each have asked for the last
+    one. The database numbers the trials in the order they were asked: a trial whose earlier ones
+    already take all ``n_trials`` places is given up unrun, failed with ``NOT_RUN``, so that the
+    study never runs more than ``n_trials``."""
+    if places_taken(study, before=trial.number) < n_trials:
         return False
     trial.set_user_attr(NOT_RUN, True)
     study.tell(trial, state=TrialState.FAIL)
     print(f"Trial {trial.number} not run: another sweeper on the study took the last of its {n_trials} trials")
     return True
-
-
-def running_elsewhere(study: optuna.Study) -> int:
-    """Trials another sweeper on the study is running (or has queued for a retry): asking for more
-    than ``n_trials`` minus these would overshoot the count when they finish."""
-    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)))
 
 
 def consecutive(trials: Sequence[optuna.Trial]) -> list[list[optuna.Trial]]:
