@@ -331,6 +331,8 @@ def test_sweep_with_an_unreachable_server_stops_before_any_job(tmp_path: Path, c
     [
         ("hydra.sweeper.pruner.n_startup_trials=-1", "Number of startup trials cannot be negative"),
         ("hydra.sweeper.storage=sqlite:////nonexistent/optuna.db", "the study's database can't be opened"),
+        ("hydra.sweeper.n_trials=0", "hydra.sweeper.n_trials=0: should be at least 1"),
+        ("hydra.sweeper.n_jobs=-1", "hydra.sweeper.n_jobs=-1: should be at least 1"),
     ],
 )
 def test_a_bad_sweeper_config_stops_in_one_line_before_any_run(tmp_path: Path, capsys, override: str, message: str):

@@ -74,6 +74,9 @@ class OptunaSweeper(Sweeper):
     ):
         if direction not in DIRECTIONS:
             raise ValueError(f"hydra.sweeper.direction={direction!r}: use one of {sorted(DIRECTIONS)}")
+        for name, count in (("n_trials", n_trials), ("n_jobs", n_jobs)):
+            if count < 1:  # no trial would ever be asked for: a sweep of none, or one that never ends
+                raise ValueError(f"hydra.sweeper.{name}={count}: should be at least 1")
         self.study_name = study_name
         self.storage = storage
         self.heartbeat_s = heartbeat_s
