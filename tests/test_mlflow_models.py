@@ -93,24 +93,23 @@ def test_each_run_ends_with_one_mlflow_model_linked_to_it(trained):
 
 PREDICT = """
 import json, sys, mlflow, numpy as np, pandas as pd
-model = mlflow.pyfunc.load_model(sys.argv[1])
-rows, params = pd.DataFrame(json.loads(sys.argv[2])), json.loads(sys.argv[3])
-first, again = model.predict(rows, params=params), model.predict(rows, params=params)
-print(json.dumps({"same": bool(np.array_equal(np.asarray(first), np.asarray(again))),
-                  "value": np.asarray(first).tolist(), "dtype": str(np.asarray(first).dtype)}))
+answers = []
+for uri, rows, params in json.loads(sys.argv[1]):
+    model = mlflow.pyfunc.load_model(uri)
+    first, again = model.predict(pd.DataFrame(rows), params=params), model.predict(pd.DataFrame(rows), params=params)
+    answers.append({"same": bool(np.array_equal(np.asarray(first), np.asarray(again))),
+                    "value": np.asarray(first).tolist(), "dtype": str(np.asarray(first).dtype)})
+print(json.dumps(answers))
 """
 
 
-def predict_in_a_fresh_process(folder: Path, uri: str, rows: list[dict], params: dict, cwd: Path) -> dict:
-    """Load with MLflow's own API in a new interpreter, outside the repository: only the installed package."""
+def predict_in_a_fresh_process(folder: Path, requests: list[tuple[str, list[dict], dict]], cwd: Path) -> list[dict]:
+    """Load with MLflow's own API in a new interpreter, outside the repository: only the installed
+    package. ``requests``: (model URI, rows, params), answered in turn, each twice."""
     env = user_env({"MLFLOW_TRACKING_URI": store(folder)})
     env.pop("PYTHONPATH")
     result = subprocess.run(
-        [sys.executable, "-c", PREDICT, uri, json.dumps(rows), json.dumps(params)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
+        [sys.executable, "-c", PREDICT, json.dumps(requests)], cwd=cwd, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -118,10 +117,13 @@ def predict_in_a_fresh_process(folder: Path, uri: str, rows: list[dict], params:
 
 def test_the_model_loads_in_a_fresh_process_and_a_seed_fixes_its_output(trained, tmp_path):
     folder, gan, language_model = trained
-    images = predict_in_a_fresh_process(folder, f"runs:/{gan}/model", [{"num_samples": 3}], {"seed": 7}, tmp_path)
-    assert images["same"] and images["dtype"] == "uint8" and np.asarray(images["value"]).shape == (3, 28, 28, 1)
     params = {"max_new_tokens": 12, "seed": 1}
-    text = predict_in_a_fresh_process(folder, f"runs:/{language_model}/model", [{"prompt": "def "}], params, tmp_path)
+    images, text = predict_in_a_fresh_process(
+        folder,
+        [(f"runs:/{gan}/model", [{"num_samples": 3}], {"seed": 7}), (f"runs:/{language_model}/model", [{"prompt": "def "}], params)],
+        tmp_path,
+    )
+    assert images["same"] and images["dtype"] == "uint8" and np.asarray(images["value"]).shape == (3, 28, 28, 1)
     assert text["same"] and len(text["value"]) == 1 and text["value"][0].startswith("def ")
     # the same as aigc.sample from the same weights and seed
     expected = sample(sample_cfg(folder, f"run_id={language_model}", "prompt='def '", "max_new_tokens=12", "seed=1"))

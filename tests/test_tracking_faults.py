@@ -9,7 +9,9 @@ is found by its stopped heartbeat (`aigc.runs reap`) and can still be resumed.
 import signal
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -351,3 +353,39 @@ def test_a_write_a_flush_stopped_waiting_for_is_sent_once_and_the_run_ends(tmp_p
     assert Journal(tmp_path / "spool").pending() == []
     assert [a.path for a in client.list_artifacts(run_id)] == ["grid.png"]
     assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_a_server_that_answered_is_probed_again_only_for_other_credentials_or_later(monkeypatch):
+    """A run reaches its store four times as it starts; a server with sign-in checks the password of
+    each request, so a server that answered is not asked again at once, unless the credentials changed."""
+    from aigc.tracking.store import client as store
+
+    asked = []
+
+    class Server(BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path.split("?")[0])
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_port}"
+    try:
+        store.probe_server(uri)
+        store.probe_server(uri)
+        assert asked == ["/health", "/api/2.0/mlflow/experiments/search"]
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "bob")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "bobs-password")
+        store.probe_server(uri)
+        assert len(asked) == 4
+        monkeypatch.setattr(store, "PROBE_FRESH_S", 0.0)
+        store.probe_server(uri)
+        assert len(asked) == 6
+    finally:
+        server.shutdown()
+        server.server_close()

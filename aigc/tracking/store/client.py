@@ -14,7 +14,9 @@ environment's credentials are good (``check_signed_in``).
 import base64
 import fcntl
 import logging
+import math
 import os
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -50,6 +52,9 @@ class TrackingUnreachable(RuntimeError):
     """The tracking store can't be reached or created; raised before training starts."""
 
 
+PROBE_FRESH_S = 30.0
+CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+_answered: dict[tuple, float] = {}  # (server, credentials): when it last answered a probe of this process
 FIX = "start the server, or point logger.mlflow.tracking_uri (or MLFLOW_TRACKING_URI) at a reachable store"
 
 
@@ -59,12 +64,7 @@ def reachable_store(uri: str, timeout_s: float = 5.0, experiment: str | None = N
     ``TrackingUnreachable`` naming the URI and the fix, or, when the server refuses the signed-in
     user (HTTP 403) what it was doing in ``experiment``, a ``SignInRefused`` naming the permission."""
     if uri.startswith(("http://", "https://")):
-        try:
-            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s).close()
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise TrackingUnreachable(f"MLflow tracking server {uri} is unreachable ({reason}): {FIX}") from None
-        check_signed_in(uri, timeout_s)
+        probe_server(uri, timeout_s)
     try:
         with store_lock(uri):
             yield
@@ -81,6 +81,23 @@ def reachable_store(uri: str, timeout_s: float = 5.0, experiment: str | None = N
                 "one you may edit (logger.mlflow.experiment_name)"
             ) from None
         raise TrackingUnreachable(f"MLflow tracking store {uri} failed: {first_line(error)}: {FIX}") from None
+
+
+def probe_server(uri: str, timeout_s: float = 5.0) -> None:
+    """``/health``, then the sign-in (``check_signed_in``); skipped when the server answered this
+    process, for the same credentials, within ``PROBE_FRESH_S``: a run reaches its store four times
+    as it starts, and a server with sign-in spends about 0.2 s of CPU on each signed-in request.
+    A server that goes away after the probe still fails in one line (``reachable_store``)."""
+    credentials = tuple(os.environ.get(name) for name in CREDENTIALS)
+    if time.monotonic() - _answered.get((uri, credentials), -math.inf) < PROBE_FRESH_S:
+        return
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s).close()
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise TrackingUnreachable(f"MLflow tracking server {uri} is unreachable ({reason}): {FIX}") from None
+    check_signed_in(uri, timeout_s)
+    _answered[(uri, credentials)] = time.monotonic()
 
 
 def forbidden(error: Exception) -> bool:
