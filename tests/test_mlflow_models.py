@@ -118,11 +118,11 @@ def predict_in_a_fresh_process(folder: Path, requests: list[tuple[str, list[dict
 def test_the_model_loads_in_a_fresh_process_and_a_seed_fixes_its_output(trained, tmp_path):
     folder, gan, language_model = trained
     params = {"max_new_tokens": 12, "seed": 1}
-    images, text = predict_in_a_fresh_process(
-        folder,
-        [(f"runs:/{gan}/model", [{"num_samples": 3}], {"seed": 7}), (f"runs:/{language_model}/model", [{"prompt": "def "}], params)],
-        tmp_path,
-    )
+    requests = [
+        (f"runs:/{gan}/model", [{"num_samples": 3}], {"seed": 7}),
+        (f"runs:/{language_model}/model", [{"prompt": "def "}], params),
+    ]
+    images, text = predict_in_a_fresh_process(folder, requests, tmp_path)
     assert images["same"] and images["dtype"] == "uint8" and np.asarray(images["value"]).shape == (3, 28, 28, 1)
     assert text["same"] and len(text["value"]) == 1 and text["value"][0].startswith("def ")
     # the same as aigc.sample from the same weights and seed
