@@ -18,6 +18,7 @@ Text-to-image runs add ``prompts.csv`` (the prompt accuracy by category) and ``p
 import csv
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -25,12 +26,19 @@ from omegaconf import DictConfig
 
 from aigc.common.collector import started
 from aigc.jobs.console import entry_point, one_line_errors
-from aigc.tracking import reports
-from aigc.tracking.store.client import open_store
-from aigc.tracking.store.liveness import reap
+
+if TYPE_CHECKING:
+    from aigc.tracking import reports
+
+# torch, Lightning, MLflow, matplotlib: imported by the functions that use them, so that `--help` and a
+# refused override answer in about a second, as aigc.run's do (tests/test_layers.py)
 
 
-def compare(cfg: DictConfig) -> reports.Comparison:
+def compare(cfg: DictConfig) -> "reports.Comparison":
+    from aigc.tracking import reports
+    from aigc.tracking.store.client import open_store
+    from aigc.tracking.store.liveness import reap
+
     client = open_store(cfg.tracking_uri)
     for run in reap(client):  # runs whose process died without a word are not "running"
         print(
@@ -74,7 +82,7 @@ def compare(cfg: DictConfig) -> reports.Comparison:
     return found
 
 
-def side_by_side(tracking_uri: str, found: reports.Comparison) -> str:
+def side_by_side(tracking_uri: str, found: "reports.Comparison") -> str:
     """The MLflow UI's page of the compared experiments' runs together (its "Compare" of experiments)."""
     ids = json.dumps(sorted({run.info.experiment_id for run in found.runs}), separators=(",", ":"))
     server = tracking_uri if tracking_uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"

@@ -20,10 +20,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from aigc.common.collector import started
 from aigc.jobs.console import entry_point, one_line_errors
-from aigc.serving.generator import Generator
-from aigc.serving.page import CSS, Column, build, heading
-from aigc.serving.registry import weights_named
-from aigc.tracking.store.client import open_store
+
+# torch, Lightning, MLflow, Gradio: imported by the functions that use them, so that `--help` and a
+# refused override answer in about a second, as aigc.run's do (tests/test_layers.py)
 
 
 def models_named(cfg: DictConfig) -> list[dict]:
@@ -47,6 +46,11 @@ def sign_in(auth: str | None) -> list[tuple[str, str]] | None:
 
 def play(cfg: DictConfig, block: bool = True):
     """Load the models, build the page, serve it; returns the page (``block=False``: serving in a thread)."""
+    from aigc.serving.generator import Generator
+    from aigc.serving.page import CSS, Column, build, heading
+    from aigc.serving.registry import weights_named
+    from aigc.tracking.store.client import open_store
+
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry
     credentials = sign_in(cfg.auth)
     client = open_store(cfg.tracking_uri)

@@ -11,16 +11,19 @@ The model is read from its weights alone (``aigc.serving.generator``): none of a
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
-import torch
 from omegaconf import DictConfig
-from torchvision.utils import save_image
 
 from aigc.common.collector import started
 from aigc.jobs.console import entry_point, one_line_errors
-from aigc.serving.generator import Generator
-from aigc.serving.registry import weights_named
+
+if TYPE_CHECKING:
+    from aigc.serving.generator import Generator
+
+# torch, Lightning, MLflow: imported by the functions that use them, so that `--help` and a
+# refused override answer in about a second, as aigc.run's do (tests/test_layers.py)
 
 # what only one kind of model takes (null when not given): the other kind refuses it (a prompt is
 # both kinds': a language model continues it, a text-to-image model draws it)
@@ -31,8 +34,11 @@ DEFAULT_NUM_SAMPLES = 64
 SAMPLING_OPTIONS = ("sampler", "steps", "guidance")
 
 
-def load_generator(cfg: DictConfig, folder: str) -> Generator:
+def load_generator(cfg: DictConfig, folder: str) -> "Generator":
     """The model that ``run_id``, ``model_uri`` or ``ckpt_path`` names (exactly one of them)."""
+    from aigc.serving.generator import Generator
+    from aigc.serving.registry import weights_named
+
     path, source = weights_named(cfg, folder, "sample")
     return Generator.from_file(path, source)
 
@@ -57,6 +63,9 @@ def sample(cfg: DictConfig) -> str:
             top_p=cfg.top_p,
             seed=cfg.seed,
         )
+    import torch
+    from torchvision.utils import save_image
+
     options = {key: cfg[key] for key in SAMPLING_OPTIONS if cfg.get(key) is not None}
     num_samples = DEFAULT_NUM_SAMPLES if cfg.num_samples is None else cfg.num_samples
     drawn = generator.images(

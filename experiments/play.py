@@ -183,18 +183,22 @@ PLAY_STEPS = (
     STEPS_COMMON
     + """
 import aigc.play as command
+from aigc.serving import generator, registry
+from aigc.tracking.store import client as store
 mark("import aigc.play (torch, Lightning, MLflow, Hydra)")
 import gradio
+from aigc.serving import page as page_module
 mark("import gradio")
 from hydra import compose, initialize_config_dir
 with initialize_config_dir(config_dir=sys.argv[1], version_base="1.3"):
     cfg = compose("play", overrides=sys.argv[2:])
 mark("compose the config (Hydra)")
-command.open_store = timed("open the MLflow store", command.open_store)
-command.weights_named = timed("fetch the weights from the run", command.weights_named)
-command.Generator.from_file = timed("load the model (Generator.from_file)", command.Generator.from_file)
-command.heading = timed("read the run's heading (metrics)", command.heading)
-command.build = timed("build the page (gradio.Blocks)", command.build)
+# the command imports these where it uses them: wrapped in their own modules
+store.open_store = timed("open the MLflow store", store.open_store)
+registry.weights_named = timed("fetch the weights from the run", registry.weights_named)
+generator.Generator.from_file = timed("load the model (Generator.from_file)", generator.Generator.from_file)
+page_module.heading = timed("read the run's heading (metrics)", page_module.heading)
+page_module.build = timed("build the page (gradio.Blocks)", page_module.build)
 gradio.Blocks.launch = timed("launch the server (Blocks.launch)", gradio.Blocks.launch)
 page = command.play(cfg, block=False)
 mark("printed its address")
@@ -206,15 +210,18 @@ SAMPLE_STEPS = (
     STEPS_COMMON
     + """
 import aigc.sample as command
+import torchvision.utils
+from aigc.serving import generator, registry
 mark("import aigc.sample (torch, Lightning, MLflow, Hydra)")
 from hydra import compose, initialize_config_dir
 with initialize_config_dir(config_dir=sys.argv[1], version_base="1.3"):
     cfg = compose("sample", overrides=sys.argv[2:])
 mark("compose the config (Hydra)")
-command.weights_named = timed("fetch the weights from the run", command.weights_named)
-command.Generator.from_file = timed("load the model (Generator.from_file)", command.Generator.from_file)
-command.Generator.images = timed("draw (Generator.images)", command.Generator.images)
-command.save_image = timed("write the PNG", command.save_image)
+# the command imports these where it uses them: wrapped in their own modules
+registry.weights_named = timed("fetch the weights from the run", registry.weights_named)
+generator.Generator.from_file = timed("load the model (Generator.from_file)", generator.Generator.from_file)
+generator.Generator.images = timed("draw (Generator.images)", generator.Generator.images)
+torchvision.utils.save_image = timed("write the PNG", torchvision.utils.save_image)
 print(command.sample(cfg))
 mark("printed its line")
 print("MARKS " + json.dumps(marks), flush=True)
