@@ -1,6 +1,8 @@
+import atexit
 import functools
 import gc
 import os
+import shutil
 
 # One compute thread per process: pytest's two workers, and the commands and DDP workers they
 # start, share 2 cores; torch's default of a thread per core oversubscribes them (measured: a
@@ -33,11 +35,19 @@ MODELS = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml"))
 INSTANTIATE_KEYS = {"_target_", "_partial_", "_args_", "_convert_", "_recursive_", "defaults"}
 
 
+def scratch_folder() -> Path:
+    """A folder of this test process's own, removed when the process exits (the helpers below make
+    theirs once per process; left behind, a suite run leaked ~50 MB of them into /tmp)."""
+    folder = Path(tempfile.mkdtemp(prefix="aigc-tests-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 @functools.cache
 def shared_store() -> str:
     """A SQLite store for the tests of this process that make no run (building, composing): its
     tables, which take MLflow a second or two to make, are made once."""
-    return f"sqlite:///{tempfile.mkdtemp(prefix='aigc-tests-')}/mlflow.db"
+    return f"sqlite:///{scratch_folder()}/mlflow.db"
 
 
 @functools.cache
@@ -45,7 +55,7 @@ def tiny_gpt2() -> str:
     """A tiny random GPT-2 saved as a pretrained model folder, made once per test process."""
     from tests.helpers.tiny_gpt2 import save_tiny_gpt2
 
-    return str(save_tiny_gpt2(Path(tempfile.mkdtemp(prefix="aigc-tests-")) / "tiny-gpt2"))
+    return str(save_tiny_gpt2(scratch_folder() / "tiny-gpt2"))
 
 
 @functools.cache
@@ -53,7 +63,7 @@ def tiny_image_folder() -> str:
     """A folder of six captioned 8x8 PNGs in two class subfolders (data=image_folder), made once per test process."""
     from PIL import Image
 
-    folder = Path(tempfile.mkdtemp(prefix="aigc-tests-")) / "images"
+    folder = scratch_folder() / "images"
     for label, name in enumerate(("circle", "square")):
         (folder / name).mkdir(parents=True)
         for i in range(3):
@@ -67,7 +77,7 @@ def tiny_stable_diffusion() -> str:
     """A tiny random SD 1.x-shaped diffusers pipeline folder (model=stable_diffusion), made once per test process."""
     from tests.helpers.tiny_stable_diffusion import save_tiny_stable_diffusion
 
-    return str(save_tiny_stable_diffusion(Path(tempfile.mkdtemp(prefix="aigc-tests-")) / "tiny-sd"))
+    return str(save_tiny_stable_diffusion(scratch_folder() / "tiny-sd"))
 
 
 # what the tests give for a key that a model's config leaves to the command line (???), by key or
