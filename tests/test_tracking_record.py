@@ -2,8 +2,9 @@
 
 from mlflow import MlflowClient
 from mlflow.entities import Param
+from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
 
-from aigc.tracking.run.logger import MAX_TAGS_PER_BATCH, MLflowLogger
+from aigc.tracking.run.logger import MLflowLogger
 from aigc.tracking.run.record import MAX_PARAM_CHARS, flatten
 
 
@@ -25,7 +26,7 @@ def test_more_tags_than_one_write_takes_all_reach_the_run(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     logger = MLflowLogger(uri, "tags", pyfunc=False)
     logger.open_run()
-    tags = {f"aigc.test.{i}": str(i) for i in range(2 * MAX_TAGS_PER_BATCH + 1)}
+    tags = {f"aigc.test.{i}": str(i) for i in range(2 * MAX_PARAMS_TAGS_PER_BATCH + 1)}
     logger.set_tags(tags)
     stored = MlflowClient(uri).get_run(logger.run_id).data.tags
     assert {key: stored.get(key) for key in tags} == tags

@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from mlflow import MlflowClient
 from mlflow.entities import RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
 
 from aigc.common import tags
 from aigc.common.constraints import PositiveFloat
@@ -23,7 +24,6 @@ from aigc.tracking.store.client import default_artifact_location, experiment_id,
 from aigc.tracking.store.writer import SpoolingClient
 
 CHECKPOINT_FLUSH_S = 5.0  # the longest a checkpoint waits for the writes queued before it
-MAX_TAGS_PER_BATCH = 100  # MLflow's limit for one log_batch
 
 
 class MLflowLogger(MLFlowLogger):
@@ -224,11 +224,11 @@ class MLflowLogger(MLFlowLogger):
 
     @rank_zero_only
     def set_tags(self, tags: dict[str, str]) -> None:
-        """One write per ``MAX_TAGS_PER_BATCH`` tags, not one per tag: a server with sign-in checks
-        the password of every request (about 0.2 s of its CPU each, measured with MLflow 3.17)."""
+        """One write per ``MAX_PARAMS_TAGS_PER_BATCH`` tags (MLflow's limit), not one per tag: a server
+        with sign-in checks the password of every request (about 0.2 s of its CPU each, MLflow 3.17)."""
         batch = [RunTag(key, str(value)) for key, value in tags.items()]
-        for start in range(0, len(batch), MAX_TAGS_PER_BATCH):
-            self.experiment.log_batch(self.run_id, tags=batch[start : start + MAX_TAGS_PER_BATCH])
+        for start in range(0, len(batch), MAX_PARAMS_TAGS_PER_BATCH):
+            self.experiment.log_batch(self.run_id, tags=batch[start : start + MAX_PARAMS_TAGS_PER_BATCH])
 
     @rank_zero_only
     def log_text_artifact(self, text: str, artifact_file: str) -> None:

@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from mlflow.utils.validation import MAX_METRICS_PER_BATCH
+
 from aigc.common.errors import first_line
 from aigc.tracking.store.codec import METADATA_WRITES, WRITES, discard_files, encode
 from aigc.tracking.store.journal import FORMAT, Journal, apply, permanent, replay
@@ -35,7 +37,6 @@ from aigc.tracking.store.liveness import Heartbeat
 
 # metric writes that follow one another within this many seconds go to the store as one batch
 GATHER_S = 0.5
-MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch
 WRITER_THREAD = "aigc-tracking-writer"  # the thread that sends writes to the store (benchmarks time it)
 
 
